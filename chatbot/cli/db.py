@@ -1,0 +1,1 @@
+"""`chatbot db ...` and `chatbot stats` (filled in by the store work)."""

@@ -1,0 +1,144 @@
+"""One settings object for the whole product.
+
+Built once at the entry point (CLI, web app, nightly job) and passed down explicitly; nothing else in
+the code base reads the environment. Sources, strongest first: explicit keyword arguments, environment
+variables with the ``CHATBOT_`` prefix, an optional TOML file (``--config`` or ``CHATBOT_CONFIG``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (``~/.local/share/chatbot`` on Linux)."""
+    return platformdirs.user_data_path("chatbot")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATBOT_", extra="forbid", validate_default=True)
+
+    # --- storage -------------------------------------------------------------------------------
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where the SQLite file, "
+                           "exports, nightly reports and trained models live by default.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means an SQLite file in data_dir.")
+    db_pool_size: int = Field(5, ge=1)
+    db_connect_timeout_s: float = Field(5.0, gt=0)
+    max_message_chars: int = Field(20_000, ge=1, description="Longer messages are refused, not cut.")
+
+    # --- model and generation -----------------------------------------------------------------------
+    model_dir: Path | None = Field(None, description="Serve this checkpoint directory instead of the "
+                                   "registry's active version.")
+    torch_threads: int = Field(0, ge=0, description="torch.set_num_threads; 0 keeps torch's default.")
+    context_turns: int = Field(6, ge=1)
+    context_max_tokens: int = Field(200, ge=8)
+    num_beams: int = Field(5, ge=1)
+    max_new_tokens: int = Field(40, ge=1)
+    repetition_penalty: float = Field(1.2, gt=0)
+    no_repeat_ngram_size: int = Field(3, ge=0)
+    length_penalty: float = 1.0
+    num_return_sequences: int = Field(3, ge=1)
+    quantize_int8: bool = Field(True, description="Serve with dynamically quantized int8 linear layers.")
+
+    # --- service ------------------------------------------------------------------------------------
+    review_mode: Literal["auto", "draft"] = "auto"
+    handoff_min_score: float = Field(-2.5, description="Length-normalised log-prob below which the "
+                                     "conversation goes to a person.")
+    handoff_min_margin: float = Field(0.0, ge=0)
+    batch_max_size: int = Field(32, ge=1)
+    batch_max_wait_ms: float = Field(5.0, ge=0)
+    queue_max_size: int = Field(256, ge=1)
+
+    # --- web ----------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    secret_key: SecretStr = Field(SecretStr(""), description="Signs agent sessions; generated if empty.")
+
+    # --- training -----------------------------------------------------------------------------------
+    nightly_dir: Path | None = Field(None, description="Reports and candidate models; default data_dir/nightly.")
+
+    @field_validator("data_dir", "model_dir", "nightly_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _config_file_from(init_settings)
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    # --- derived values -----------------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'chatbot.db'}"
+
+    @property
+    def effective_nightly_dir(self) -> Path:
+        return self.nightly_dir or self.data_dir / "nightly"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain JSON-able values, with secrets and passwords masked."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["effective_database_url"] = mask_url(self.effective_database_url)
+        out["database_url"] = mask_url(self.database_url) if self.database_url else ""
+        return out
+
+
+_CONFIG_KEY = "_config_file"
+
+
+def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    init_kwargs = getattr(init_settings, "init_kwargs", {})
+    path = init_kwargs.pop(_CONFIG_KEY, None) if isinstance(init_kwargs, dict) else None
+    return Path(path) if path else None
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings once: ``config_file`` (or ``$CHATBOT_CONFIG``) is an optional TOML file."""
+    config_file = config_file or os.environ.get("CHATBOT_CONFIG") or None
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        overrides[_CONFIG_KEY] = path
+    return Settings(**overrides)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a database URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL we can parse: show nothing secret
+        return "<unparseable url>"
