@@ -1,0 +1,285 @@
+"""Attentional RNN encoder-decoder with a pointer-generator copy mechanism.
+
+Encoder: shared embedding -> stacked bidirectional GRU/LSTM (residual + LayerNorm between layers).
+Decoder: stacked GRU/LSTM cells with input feeding (Luong et al., 2015), Luong "general" or Bahdanau
+additive attention over the source, and a copy gate p_gen mixing the vocabulary distribution with the
+attention distribution over source tokens (See et al., 2017), so out-of-vocabulary order ids and names in
+the conversation can be written in the reply.
+
+Search code only sees ``encode`` / ``step`` / ``reorder`` and ``DecoderState.attention``.
+Shapes: B batch, N decoding rows (batch x beams), S source length, T target length, E emb_dim,
+H hidden, L decoder layers, V vocabulary, X = V + most OOV source tokens of any row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from chatbot.model.batch import Seq2SeqBatch
+from chatbot.text.vocab import PAD_ID, UNK_ID
+
+_PROB_FLOOR = 1e-30  # keeps log() finite where a mixture probability underflows
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    vocab_size: int = 12_000  # ~8.2M parameters at the default sizes
+    emb_dim: int = 256
+    hidden: int = 512  # decoder size; each encoder direction has hidden // 2
+    enc_layers: int = 2
+    dec_layers: int = 1
+    rnn: Literal["gru", "lstm"] = "gru"
+    attention: Literal["luong", "bahdanau"] = "luong"
+    dropout: float = 0.2
+    copy: bool = True  # pointer-generator gate; False gives a plain attentional seq2seq
+    tie_embeddings: bool = True  # output layer reuses the embedding matrix (via a H->E projection if needed)
+
+    def __post_init__(self) -> None:
+        if self.rnn not in ("gru", "lstm"):
+            raise ValueError(f"rnn must be 'gru' or 'lstm', not {self.rnn!r}")
+        if self.attention not in ("luong", "bahdanau"):
+            raise ValueError(f"attention must be 'luong' or 'bahdanau', not {self.attention!r}")
+        if self.hidden % 2:
+            raise ValueError("hidden must be even (two encoder directions of hidden // 2)")
+        if min(self.vocab_size, self.emb_dim, self.hidden, self.enc_layers, self.dec_layers) < 1:
+            raise ValueError("sizes and layer counts must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DecoderState:
+    """Everything one decoding step needs; every tensor has the row dimension N first."""
+
+    hidden: torch.Tensor  # [N, L, H]
+    feed: torch.Tensor  # [N, H] previous attentional hidden state (input feeding)
+    enc_out: torch.Tensor  # [N, S, H]
+    enc_keys: torch.Tensor  # [N, S, H] attention projection of enc_out, computed once in encode
+    src_mask: torch.Tensor  # [N, S] bool
+    src_ext_ids: torch.Tensor  # [N, S] extended ids, where copied probability mass goes
+    ext_size: int  # X, the width of step()'s log-probs
+    cell: torch.Tensor | None = None  # [N, L, H] LSTM only
+    attention: torch.Tensor | None = None  # [N, S] attention of the last step; padding gets exactly 0
+
+    def __len__(self) -> int:
+        return self.hidden.size(0)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: Seq2SeqConfig) -> None:
+        super().__init__()
+        rnn_cls = nn.GRU if cfg.rnn == "gru" else nn.LSTM
+        self.layers = nn.ModuleList(
+            rnn_cls(cfg.emb_dim if i == 0 else cfg.hidden, cfg.hidden // 2, batch_first=True, bidirectional=True)
+            for i in range(cfg.enc_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.hidden) for _ in range(cfg.enc_layers))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, S, E], mask [B, S] -> outputs [B, S, H], summary [B, H] (last layer, both directions)."""
+        lengths = mask.sum(1).cpu()
+        final = None
+        for i, (rnn, norm) in enumerate(zip(self.layers, self.norms)):
+            # Packing keeps padding out of the recurrences: a padded row encodes exactly as it would alone.
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, final = rnn(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # [B, S, H]
+            out = self.drop(out)
+            x = norm(out) if i == 0 else norm(x + out)
+        h_n = final[0] if isinstance(final, tuple) else final  # [2, B, H/2]
+        return x, torch.cat([h_n[0], h_n[1]], dim=-1)
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        cfg = self.config = config
+        H, E, V = cfg.hidden, cfg.emb_dim, cfg.vocab_size
+        self.embedding = nn.Embedding(V, E, padding_idx=PAD_ID)
+        nn.init.normal_(self.embedding.weight, std=E**-0.5)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        self.drop = nn.Dropout(cfg.dropout)
+        self.encoder = Encoder(cfg)
+        self.bridge = nn.Linear(H, cfg.dec_layers * H)  # encoder summary -> initial decoder state
+        cell_cls = nn.GRUCell if cfg.rnn == "gru" else nn.LSTMCell
+        self.cells = nn.ModuleList(cell_cls(E + H if i == 0 else H, H) for i in range(cfg.dec_layers))
+        self.dec_norms = nn.ModuleList(nn.LayerNorm(H) for _ in range(cfg.dec_layers - 1))
+        if cfg.attention == "luong":
+            self.attn_key = nn.Linear(H, H, bias=False)  # "general" score: q . W k
+        else:
+            self.attn_key = nn.Linear(H, H)
+            self.attn_query = nn.Linear(H, H, bias=False)
+            self.attn_v = nn.Linear(H, 1, bias=False)
+        self.combine = nn.Linear(2 * H, H)  # [context; query] -> attentional hidden state
+        if cfg.tie_embeddings:
+            self.out_proj = nn.Linear(H, E) if H != E else nn.Identity()
+            self.out_bias = nn.Parameter(torch.zeros(V))
+        else:
+            self.lm_head = nn.Linear(H, V)
+        if cfg.copy:
+            self.copy_gate = nn.Linear(2 * H + E, 1)  # p_gen from [context; query; input embedding]
+
+    # --- building blocks -------------------------------------------------------------------------
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Copied ids (>= V) are read as <unk>: the model has no embedding for them."""
+        return self.drop(self.embedding(ids.masked_fill(ids >= self.config.vocab_size, UNK_ID)))
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.config.tie_embeddings:
+            return F.linear(self.out_proj(h), self.embedding.weight, self.out_bias)
+        return self.lm_head(h)
+
+    def _attend(self, query: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """query [N, H] -> attention [N, S]; masked positions get exactly 0."""
+        if self.config.attention == "luong":
+            scores = torch.bmm(state.enc_keys, query.unsqueeze(2)).squeeze(2)  # [N, S]
+        else:
+            scores = self.attn_v(torch.tanh(state.enc_keys + self.attn_query(query).unsqueeze(1))).squeeze(2)
+        return torch.softmax(scores.masked_fill(~state.src_mask, float("-inf")), dim=-1)
+
+    def _advance(self, x: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, ...]:
+        """One decoder step from the input embedding x [N, E].
+
+        Returns (attentional hidden [N, H], context [N, H], query [N, H], attention [N, S], new state).
+        """
+        inp = torch.cat([x, state.feed], dim=-1)  # input feeding: [N, E + H]
+        hs, cs = [], []
+        for i, cell in enumerate(self.cells):
+            if state.cell is None:
+                h = cell(inp, state.hidden[:, i])
+            else:
+                h, c = cell(inp, (state.hidden[:, i], state.cell[:, i]))
+                cs.append(c)
+            hs.append(h)
+            out = self.drop(h)
+            inp = out if i == 0 else self.dec_norms[i - 1](inp + out)  # residual between stacked layers
+        query = inp  # [N, H]
+        attn = self._attend(query, state)  # [N, S]
+        ctx = torch.bmm(attn.unsqueeze(1), state.enc_out).squeeze(1)  # [N, H]
+        h_tilde = self.drop(torch.tanh(self.combine(torch.cat([ctx, query], dim=-1))))  # [N, H]
+        new_state = replace(
+            state,
+            hidden=torch.stack(hs, dim=1),
+            cell=torch.stack(cs, dim=1) if cs else None,
+            feed=h_tilde,
+            attention=attn,
+        )
+        return h_tilde, ctx, query, attn, new_state
+
+    def _log_probs(
+        self,
+        h_tilde: torch.Tensor,  # [..., H]
+        ctx: torch.Tensor,  # [..., H]
+        query: torch.Tensor,  # [..., H]
+        x: torch.Tensor,  # [..., E]
+        attn: torch.Tensor,  # [..., S]
+        src_ext_ids: torch.Tensor,  # [..., S]
+        ext_size: int,
+    ) -> torch.Tensor:
+        """Log-probabilities [..., X] of the final distribution; ids no row can produce get -inf."""
+        V = self.config.vocab_size
+        logits = self._logits(h_tilde)  # [..., V]
+        if not self.config.copy:
+            return F.pad(F.log_softmax(logits, dim=-1), (0, ext_size - V), value=float("-inf"))
+        p_gen = torch.sigmoid(self.copy_gate(torch.cat([ctx, query, x], dim=-1)))  # [..., 1]
+        probs = F.pad(p_gen * torch.softmax(logits, dim=-1), (0, ext_size - V))  # [..., X]
+        probs = probs.scatter_add(-1, src_ext_ids, (1.0 - p_gen) * attn)  # copy: attention mass to source ids
+        log_probs = probs.clamp_min(_PROB_FLOOR).log()
+        if ext_size > V:  # extended slots beyond this row's own OOVs do not exist
+            row_max = src_ext_ids.max(dim=-1, keepdim=True).values  # [..., 1]
+            slots = torch.arange(V, ext_size, device=probs.device)
+            log_probs[..., V:] = log_probs[..., V:].masked_fill(slots > row_max, float("-inf"))
+        return log_probs
+
+    # --- step interface for search ---------------------------------------------------------------
+    def encode(self, batch: Seq2SeqBatch) -> DecoderState:
+        enc_out, summary = self.encoder(self._embed(batch.src_ids), batch.src_mask)  # [B, S, H], [B, H]
+        B, H, L = enc_out.size(0), self.config.hidden, self.config.dec_layers
+        hidden = torch.tanh(self.bridge(summary)).view(B, L, H)
+        return DecoderState(
+            hidden=hidden,
+            cell=torch.zeros_like(hidden) if self.config.rnn == "lstm" else None,
+            feed=enc_out.new_zeros(B, H),
+            enc_out=enc_out,
+            enc_keys=self.attn_key(enc_out),
+            src_mask=batch.src_mask,
+            src_ext_ids=batch.src_ext_ids,
+            ext_size=batch.ext_vocab_size,
+        )
+
+    def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """tokens [N] (extended ids allowed) -> (log_probs [N, X], state with .attention [N, S])."""
+        x = self._embed(tokens)  # [N, E]
+        h_tilde, ctx, query, attn, state = self._advance(x, state)
+        return self._log_probs(h_tilde, ctx, query, x, attn, state.src_ext_ids, state.ext_size), state
+
+    @staticmethod
+    def reorder(state: DecoderState, index: torch.Tensor) -> DecoderState:
+        """Select / duplicate rows (beam expansion, pruning): index [N'] into the N rows."""
+        changes = {}
+        for f in fields(state):
+            value = getattr(state, f.name)
+            if isinstance(value, torch.Tensor):
+                changes[f.name] = value.index_select(0, index)
+        return replace(state, **changes)
+
+    # --- training ----------------------------------------------------------------------------------
+    def target_log_probs(self, batch: Seq2SeqBatch, teacher_forcing_ratio: float = 1.0) -> torch.Tensor:
+        """Log-probabilities [B, T, X] of every target position (teacher forced unless ratio < 1)."""
+        if batch.tgt_in is None:
+            raise ValueError("batch has no targets")
+        state = self.encode(batch)
+        T = batch.tgt_in.size(1)
+        src_ext = batch.src_ext_ids
+        if teacher_forcing_ratio >= 1.0:
+            x_all = self._embed(batch.tgt_in)  # [B, T, E]
+            steps = []
+            for t in range(T):
+                *outputs, state = self._advance(x_all[:, t], state)
+                steps.append(outputs)
+            # The output layer and copy mixture run once over all steps: [B, T, ...]
+            h_tilde, ctx, query, attn = (torch.stack([s[i] for s in steps], dim=1) for i in range(4))
+            src = src_ext.unsqueeze(1).expand(-1, T, -1)  # [B, T, S]
+            return self._log_probs(h_tilde, ctx, query, x_all, attn, src, state.ext_size)
+        # Scheduled sampling (Bengio et al., 2015): per step, feed the model's own previous prediction.
+        out = []
+        tokens = batch.tgt_in[:, 0]
+        for t in range(T):
+            if t > 0:
+                use_model = torch.rand(()) >= teacher_forcing_ratio
+                tokens = out[-1].argmax(-1).detach() if use_model else batch.tgt_in[:, t]
+            log_probs, state = self.step(tokens, state)
+            out.append(log_probs)
+        return torch.stack(out, dim=1)
+
+    def forward(
+        self, batch: Seq2SeqBatch, *, label_smoothing: float = 0.0, teacher_forcing_ratio: float = 1.0
+    ) -> torch.Tensor:
+        """Mean negative log-likelihood per target token (label-smoothed over the vocabulary if asked)."""
+        log_probs = self.target_log_probs(batch, teacher_forcing_ratio)  # [B, T, X]
+        mask = batch.tgt_mask.float()  # type: ignore[union-attr]
+        nll = -log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # type: ignore[union-attr]
+        if label_smoothing > 0:
+            smooth = -log_probs[..., : self.config.vocab_size].mean(dim=-1)  # [B, T]
+            nll = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+        return (nll * mask).sum() / mask.sum()
+
+    def sequence_log_probs(self, batch: Seq2SeqBatch) -> torch.Tensor:
+        """Teacher-forced log-probability of each target token [B, T], 0 at padding (for scoring/eval)."""
+        log_probs = self.target_log_probs(batch)
+        lp = log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # type: ignore[union-attr]
+        return lp.masked_fill(~batch.tgt_mask, 0.0)  # type: ignore[operator]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
