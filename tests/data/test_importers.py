@@ -1,0 +1,87 @@
+"""Each importer on a small fixture: speaker->role mapping, ids, metadata, skipped empty turns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.data.helpers import FIXTURES
+from training.importers import BadRecord, ConversationRecord, get_importer
+
+
+def read_all(fmt: str, path: Path | str, language: str | None = None) -> list[ConversationRecord]:
+    items = list(get_importer(fmt)(Path(path), language))
+    bad = [i.error for i in items if isinstance(i, BadRecord)]
+    assert not bad, bad
+    return items  # type: ignore[return-value]
+
+
+def test_sgd_roles_ids_and_slot_spans() -> None:
+    records = read_all("sgd", FIXTURES / "sgd" / "dev")
+    assert [r.external_id for r in records] == ["dev/1_00000", "dev/1_00001"]
+    first = records[0]
+    assert [m.role for m in first.messages] == ["customer", "agent", "customer", "agent"]
+    assert first.skipped_turns == 1  # the whitespace-only turn
+    reply = first.messages[3]
+    span = reply.meta["slots"][0]
+    assert reply.text[span["start"]:span["exclusive_end"]] == "408-555-0123"
+    assert span["slot"] == "phone_number"
+    assert first.messages[0].meta == {}  # spans are kept for system turns only
+    assert first.meta["services"] == ["Restaurants_2"]
+
+
+def test_taskmaster_maps_user_and_assistant() -> None:
+    records = read_all("taskmaster", FIXTURES / "taskmaster")
+    assert [(r.external_id, [m.role for m in r.messages]) for r in records] == [
+        ("dlg-1", ["customer", "agent", "customer"]), ("dlg-2", ["customer", "agent"])]
+    assert records[1].skipped_turns == 1
+    assert records[0].meta == {"vertical": "Coffee", "scenario": "simple"}
+
+
+def test_abcd_actions_are_system_messages_and_personal_values_known() -> None:
+    records = read_all("abcd", FIXTURES / "abcd.json")
+    first = records[0]
+    assert [m.role for m in first.messages][:3] == ["agent", "customer", "system"]
+    assert first.meta["known_pii"]["email"] == "cminh730@email.com"
+    assert first.meta["known_pii"]["order_id"] == "3348917502"
+    assert first.customer_id == "cminh730"
+    assert records[1].customer_id == "joyce wu"
+
+
+def test_chatterbot_file_directory_and_installed_language() -> None:
+    records = read_all("chatterbot", FIXTURES / "chatterbot" / "english")
+    assert [[m.role for m in r.messages] for r in records] == [["customer", "agent"], ["customer", "agent", "customer"]]
+    assert records[0].external_id == "english/greetings/0" and records[0].language == "en"
+    chinese = read_all("chatterbot", "chatterbot:chinese")
+    assert chinese and all(r.language == "zh" for r in chinese)
+
+
+def test_chatterbot_unknown_language_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no language 'klingon'"):
+        list(get_importer("chatterbot")(Path("chatterbot:klingon"), None))
+
+
+def test_jsonl_fields_times_and_empty_turns() -> None:
+    records = read_all("jsonl", FIXTURES / "conversations.jsonl")
+    assert [r.external_id for r in records] == ["c-1", "c-2"]
+    assert records[0].customer_id == "cust-1"
+    assert records[0].messages[0].created_at.isoformat() == "2024-05-01T10:00:00+00:00"
+    assert records[1].language == "zh" and records[1].skipped_turns == 1
+    assert [m.role for m in records[1].messages] == ["customer", "bot"]
+
+
+def test_csv_groups_rows_by_conversation() -> None:
+    records = read_all("csv", FIXTURES / "conversations.csv")
+    assert [(r.external_id, r.language, len(r.messages)) for r in records] == [("k-1", "en", 2), ("k-2", "zh", 2)]
+    assert records[0].messages[0].text == "Hello, my order is late"
+    assert records[0].messages[0].created_at.tzinfo is not None
+
+
+def test_language_option_applies_where_data_has_none() -> None:
+    assert {r.language for r in read_all("taskmaster", FIXTURES / "taskmaster", "de")} == {"de"}
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ValueError, match="unknown import format"):
+        get_importer("xml")

@@ -1,0 +1,198 @@
+"""Turn the conversation store into training pairs, with a manifest that says what went in.
+
+A response is an agent's message, a bot reply an agent approved, or an agent's correction in place of
+the bot reply it corrected. Rejected, draft and unreviewed (``sent``) bot replies are never responses:
+the model must not learn from its own unchecked output. What the customer actually saw stays in the
+context (the stored text of a sent or approved reply, also when it was corrected afterwards); rejected
+and draft replies never reached the customer and are left out.
+A response with no context before it (a greeting opening the conversation) is not a pair.
+
+Each line of the output::
+
+    {"context": [{"role": "customer", "text": "..."}, ...], "response": "...", "kind": "agent|approved|corrected",
+     "conversation_id": 17, "language": "en", "source": "sgd", "weight": 1.0, "seq": 4}
+
+Corrections weigh ``CORRECTION_WEIGHT``: an agent fixing the model is the most direct signal there is.
+
+The manifest (``OUT.manifest.json``) holds counts, sources, languages, the export settings, a SHA-256 of
+the sorted conversation ids, and ``customer_hashes``: ``customer_hash(user_id)`` of every customer whose
+conversations are included. Training copies the manifest into the registered model version
+(``ModelVersion.manifest["export"]``), which is how ``chatbot forget`` lists the models trained on a
+customer's data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatbot.store.models import Conversation, Message, Review, User, utcnow
+from chatbot.text.redact import redact
+
+CORRECTION_WEIGHT = 2.0
+PAGE = 500
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    since: datetime | None = None
+    language: str | None = None
+    source: str | None = None
+    max_context_turns: int = 6
+    redact: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat() if self.since else None, "language": self.language,
+                "source": self.source, "max_context_turns": self.max_context_turns, "redact": self.redact}
+
+
+def customer_hash(user_id: int) -> str:
+    """Pseudonymous, stable reference to a customer for manifests (no name, no username)."""
+    return hashlib.sha256(f"chatbot-customer:{user_id}".encode()).hexdigest()[:32]
+
+
+def manifest_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".jsonl") + ".manifest.json")
+
+
+def export_pairs(session: Session, out: Path, options: ExportOptions) -> dict[str, Any]:
+    """Write the pairs to ``out`` and the manifest next to it (both atomically); return the manifest."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kinds: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
+    conversation_ids: list[int] = []
+    customers: set[int] = set()
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for conversation, pairs in _conversation_pairs(session, options):
+                if not pairs:
+                    continue
+                conversation_ids.append(conversation.id)
+                if conversation.customer_id is not None:
+                    customers.add(conversation.customer_id)
+                for pair in pairs:
+                    fh.write(json.dumps(pair, ensure_ascii=False) + "\n")
+                    kinds[pair["kind"]] += 1
+                    sources[pair["source"]] += 1
+                    languages[pair["language"]] += 1
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "created_at": utcnow().isoformat(),
+        "output": out.name,
+        "pairs": sum(kinds.values()),
+        "conversations": len(conversation_ids),
+        "responses": dict(kinds),
+        "sources": dict(sources),
+        "languages": dict(languages),
+        "conversation_ids_sha256": hashlib.sha256(",".join(map(str, sorted(conversation_ids))).encode()).hexdigest(),
+        "customer_hashes": sorted(customer_hash(c) for c in customers),
+        "settings": options.as_dict(),
+    }
+    _write_json_atomically(manifest_path(out), manifest)
+    return manifest
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _conversation_pairs(session: Session, options: ExportOptions) -> Iterator[tuple[Conversation, list[dict[str, Any]]]]:
+    """Conversations a page at a time (keyset on id), each with its pairs: memory stays bounded."""
+    last_id = 0
+    while True:
+        query = select(Conversation).where(Conversation.id > last_id).order_by(Conversation.id).limit(PAGE)
+        if options.since is not None:
+            query = query.where(Conversation.updated_at >= options.since)
+        if options.language:
+            query = query.where(Conversation.language == options.language)
+        if options.source:
+            query = query.where(Conversation.source == options.source)
+        page = list(session.scalars(query))
+        if not page:
+            return
+        last_id = page[-1].id
+        ids = [c.id for c in page]
+        messages: dict[int, list[Message]] = {i: [] for i in ids}
+        for message in session.scalars(select(Message).where(Message.conversation_id.in_(ids))
+                                       .order_by(Message.conversation_id, Message.seq)):
+            messages[message.conversation_id].append(message)
+        corrections = _corrections(session, ids)
+        names = _customer_names(session, page) if options.redact else {}
+        for conversation in page:
+            known = _known_values(conversation, names.get(conversation.customer_id))
+            yield conversation, list(_pairs(conversation, messages[conversation.id], corrections, options, known))
+        session.expunge_all()
+
+
+def _corrections(session: Session, conversation_ids: list[int]) -> dict[int, str]:
+    """Latest correction text of each edited bot message."""
+    query = (select(Review.message_id, Review.corrected_text)
+             .join(Message, Message.id == Review.message_id)
+             .where(Message.conversation_id.in_(conversation_ids), Review.action == "edit",
+                    Review.corrected_text.is_not(None))
+             .order_by(Review.message_id, Review.created_at, Review.id))
+    return {message_id: text for message_id, text in session.execute(query).tuples()}
+
+
+def _customer_names(session: Session, page: list[Conversation]) -> dict[int, dict[str, str]]:
+    """Known values from each customer's user row: display name, and username without its source prefix."""
+    ids = {c.customer_id for c in page if c.customer_id is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(User.id, User.username, User.display_name).where(User.id.in_(ids))).tuples()
+    return {uid: {k: v for k, v in (("customer_name", display), ("username", username.split(":", 1)[-1])) if v}
+            for uid, username, display in rows}
+
+
+def _known_values(conversation: Conversation, user_values: dict[str, str] | None) -> dict[str, str]:
+    known = {**(user_values or {}), **((conversation.meta or {}).get("known_pii") or {})}
+    return {k: str(v) for k, v in known.items()}
+
+
+def _pairs(conversation: Conversation, messages: list[Message], corrections: dict[int, str],
+           options: ExportOptions, known: dict[str, str]) -> Iterator[dict[str, Any]]:
+    def clean(text: str) -> str:
+        return redact(text, conversation.language, known) if options.redact else text
+
+    context: list[dict[str, str]] = []
+    for message in messages:
+        text, kind = message.text, None
+        if message.role == "agent":
+            kind = "agent"
+        elif message.role == "bot":
+            state = message.review_state
+            if state in ("rejected", "draft"):
+                continue  # the customer never saw it
+            if state == "approved":
+                kind = "approved"
+            elif state == "edited" and message.id in corrections:
+                text, kind = corrections[message.id], "corrected"
+        shown = clean(message.text)
+        if kind is not None and context:
+            yield {
+                "context": context[-options.max_context_turns:], "kind": kind,
+                "response": shown if text is message.text else clean(text),
+                "conversation_id": conversation.id, "language": conversation.language,
+                "source": conversation.source, "weight": CORRECTION_WEIGHT if kind == "corrected" else 1.0,
+                "seq": message.seq,
+            }
+        context.append({"role": message.role, "text": shown})
