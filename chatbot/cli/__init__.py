@@ -72,7 +72,7 @@ def _register_commands() -> None:
     # One import per area; each module adds its commands to `app`.
     import importlib
 
-    for module in ("db",):
+    for module in ("db", "train", "data", "serve", "demo"):
         importlib.import_module(f"chatbot.cli.{module}")
 
 

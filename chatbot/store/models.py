@@ -1,0 +1,223 @@
+"""The SQL schema: SQLAlchemy 2.0 typed models shared by SQLite (dev, tests) and PostgreSQL (production).
+
+Portable by construction: enums are strings guarded by CHECK constraints, JSON is ``sqlalchemy.JSON``,
+and every datetime is timezone-aware UTC on the way in and out (SQLite keeps no zone, so ``UTCDateTime``
+normalises). Constraint names follow one naming convention so Alembic can alter them later, also in
+SQLite batch mode. Any change here needs an Alembic revision in ``migrations/versions``
+(``chatbot db revision -m "..."`` autogenerates one; ``tests/store/test_migrations.py`` checks they agree).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+USER_ROLES = ("customer", "agent", "admin")
+CONVERSATION_STATUSES = ("bot", "pending", "human", "closed")
+MESSAGE_ROLES = ("customer", "bot", "agent", "system")
+REVIEW_STATES = ("sent", "draft", "approved", "edited", "rejected")
+REVIEW_ACTIONS = ("approve", "edit", "reject")
+MODEL_STATUSES = ("candidate", "active", "retired", "rejected")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "skipped")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
+    """CHECK constraint that keeps a string column inside its enum (named ``ck_<table>_<column>``)."""
+    allowed = ", ".join(f"'{v}'" for v in values)
+    expr = f"{column} IN ({allowed})"
+    if nullable:
+        expr = f"{column} IS NULL OR {expr}"
+    return CheckConstraint(expr, name=column)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores them naive, as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC datetimes")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # none_as_null: Python None is SQL NULL (not the JSON text 'null'), so `IS NULL` finds it.
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(none_as_null=True),
+        list[Any]: JSON(none_as_null=True),
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (one_of("role", USER_ROLES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="customer")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        one_of("status", CONVERSATION_STATUSES),
+        CheckConstraint("csat IS NULL OR (csat >= 1 AND csat <= 5)", name="csat"),
+        Index(None, "status", "updated_at"),  # the agent queue
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    channel: Mapped[str] = mapped_column(String(32), default="web")
+    source: Mapped[str] = mapped_column(String(32), default="live")
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="bot")
+    assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    csat: Mapped[int | None]
+    meta: Mapped[dict[str, Any] | None]
+    # Highest sequence number handed out; `UPDATE ... SET last_seq = last_seq + 1 RETURNING` serialises
+    # writers on this row, which is what keeps message sequences gap-free.
+    last_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation", order_by="Message.seq", passive_deletes=True
+    )
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (one_of("status", MODEL_STATUSES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    path: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="candidate", index=True)
+    manifest: Mapped[dict[str, Any] | None]
+    metrics: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    promoted_at: Mapped[datetime | None]
+    notes: Mapped[str | None] = mapped_column(Text)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq"),  # also the index for history by conversation
+        one_of("role", MESSAGE_ROLES),
+        one_of("review_state", REVIEW_STATES, nullable=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    decoding: Mapped[dict[str, Any] | None]
+    confidence: Mapped[float | None] = mapped_column(Float)
+    review_state: Mapped[str | None] = mapped_column(String(16))
+    attention: Mapped[list[Any] | None]
+    meta: Mapped[dict[str, Any] | None]
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    candidates: Mapped[list[ReplyCandidate]] = relationship(
+        order_by="ReplyCandidate.rank", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ReplyCandidate(Base):
+    __tablename__ = "reply_candidates"
+    __table_args__ = (UniqueConstraint("message_id", "rank"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    rank: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (one_of("action", REVIEW_ACTIONS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(16))
+    original_text: Mapped[str] = mapped_column(Text)
+    corrected_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (one_of("status", JOB_STATUSES), Index(None, "kind", "started_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    report: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
