@@ -1,0 +1,137 @@
+"""Serving benchmark: N simulated customers over HTTP against a real `chatbot serve`, batching on vs off.
+
+Each customer starts a conversation and sends messages back to back for ``--seconds``; the table shows
+replies/s, p50/p95 latency and errors for every (customers, batching) pair, side by side. "off" is the
+same server with ``batch_max_size=1``: one request decoded at a time.
+
+    python benchmarks/serve.py --model-dir runs/model            # a trained checkpoint
+    python benchmarks/serve.py --tiny                            # a random tiny model, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+QUESTIONS = ["where is my order?", "I want a refund please", "my parcel arrived late", "how do I reset my password?",
+             "can I change my booking?", "thanks for the help"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tiny_model(directory: Path) -> Path:
+    import torch
+
+    from chatbot.model.checkpoint import save_checkpoint
+    from chatbot.model.seq2seq import Seq2Seq, Seq2SeqConfig
+    from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
+
+    torch.manual_seed(0)
+    words = sorted({w for q in QUESTIONS for w in q.replace("?", " ?").split()})
+    vocab = Vocab([*SPECIAL_TOKENS, *words])
+    model = Seq2Seq(Seq2SeqConfig(vocab_size=len(vocab), emb_dim=64, hidden=128, enc_layers=1, dropout=0.0)).eval()
+    return save_checkpoint(directory, model, vocab)
+
+
+def start_server(model_dir: Path, data_dir: Path, batch: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "CHATBOT_MODEL_DIR": str(model_dir), "CHATBOT_DATA_DIR": str(data_dir),
+           "CHATBOT_BATCH_MAX_SIZE": str(batch), "CHATBOT_HANDOFF_MIN_SCORE": "-1e9"}
+    proc = subprocess.Popen([sys.executable, "-c", "from chatbot.cli import main; main()", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=(data_dir.parent / f"server-{batch}.log").open("w"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/api/v1/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited; see {data_dir.parent / f'server-{batch}.log'}")
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("server did not come up")
+
+
+def run_load(url: str, customers: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def customer(i: int) -> None:
+        nonlocal errors
+        with httpx.Client(base_url=url, timeout=30) as client:
+            start = client.post("/api/v1/conversations", json={"language": "en"}).json()
+            headers = {"Authorization": f"Bearer {start['token']}"}
+            n = 0
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    r = client.post(f"/api/v1/conversations/{start['id']}/messages",
+                                    json={"text": QUESTIONS[(i + n) % len(QUESTIONS)]}, headers=headers)
+                    ok = r.status_code == 200 and r.json().get("reply") is not None
+                except httpx.HTTPError:
+                    ok = False
+                elapsed = time.perf_counter() - t0
+                with lock:
+                    if ok:
+                        latencies.append(elapsed)
+                    else:
+                        errors += 1
+                n += 1
+
+    threads = [threading.Thread(target=customer, args=(i,)) for i in range(customers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    pct = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000) if latencies else (lambda q: float("nan"))
+    return {"replies_s": len(latencies) / seconds, "p50_ms": pct(0.50), "p95_ms": pct(0.95), "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", type=Path)
+    source.add_argument("--tiny", action="store_true")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--customers", type=int, nargs="+", default=[20, 50])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    model_dir = args.model_dir or tiny_model(work / "model")
+    rows = []
+    for label, batch in (("on", 32), ("off", 1)):
+        proc, url = start_server(model_dir, work / f"data-{label}", batch)
+        try:
+            for n in args.customers:
+                rows.append((n, label, run_load(url, n, args.seconds)))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(f"{'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7}")
+    for n, label, r in sorted(rows, key=lambda row: (row[0], row[1] != "on")):
+        print(f"{n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['errors']:>7}")
+    by = {(n, label): r for n, label, r in rows}
+    for n in args.customers:
+        off = by[(n, "off")]["replies_s"]
+        print(f"{n} customers: batching speed-up x{by[(n, 'on')]['replies_s'] / off:.1f}" if off else "")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""One generation worker for the whole process: dynamic batching and hot reload.
+
+Requests from every conversation go into one bounded queue. A single thread takes the first waiting
+request, keeps collecting until ``max_batch`` requests or ``max_wait_ms`` have passed, and decodes them
+together, since one batched beam search costs little more than one. A full queue answers ``Busy`` at once
+instead of letting callers hang. Between batches the worker asks which model should be serving; when that
+changes it loads the new one in the background and swaps it in at a batch boundary, so requests already
+being decoded finish on the model they started with and none are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+Turn = tuple[str, str]  # (role, text)
+
+
+class Generator(Protocol):
+    """What the worker needs from a model: ``chatbot.generation.reply.ReplyGenerator`` fits."""
+
+    def generate(self, contexts: list[list[Turn]], language: str | None = None) -> list[Any]: ...
+
+
+class Busy(Exception):
+    """The generation queue is full; the caller should answer "busy, try again" rather than wait."""
+
+
+class NoModel(Exception):
+    """No model is configured or the configured one could not be loaded."""
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A reply and the model that wrote it (``model_key`` is a registry version id or a path)."""
+
+    reply: Any
+    model_key: Hashable
+
+
+@dataclass
+class _Request:
+    context: list[Turn]
+    language: str | None
+    future: Future[Generated]
+    enqueued_at: float
+
+
+ModelLoader = Callable[[Hashable], Generator]
+KeySource = Callable[[], Hashable | None]
+
+
+class GenerationWorker:
+    """Thread that batches ``submit`` calls into ``Generator.generate`` calls.
+
+    ``current_key()`` says which model should serve (``None``: none configured); ``load(key)`` builds it.
+    ``max_batch=1`` turns batching off (one request at a time), which the benchmark compares against.
+    """
+
+    def __init__(
+        self,
+        load: ModelLoader,
+        current_key: KeySource,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        queue_max: int = 256,
+        reload_poll_s: float = 1.0,
+    ) -> None:
+        if max_batch < 1 or queue_max < 1:
+            raise ValueError("max_batch and queue_max must be at least 1")
+        self._load = load
+        self._current_key = current_key
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.reload_poll_s = reload_poll_s
+        self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=queue_max)
+        self._model: tuple[Hashable, Generator] | None = None
+        self._pending: tuple[Hashable, Generator] | None = None  # loaded in the background, not yet live
+        self._loading: Hashable | None = None
+        self._failed_key: Hashable | None = None
+        self._lock = threading.Lock()
+        self._last_poll = 0.0
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.batches = 0
+        self.batched_requests = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> GenerationWorker:
+        """Load the current model (so a broken one fails loudly at start-up) and start the thread."""
+        key = self._current_key()
+        if key is not None:
+            self._model = (key, self._load(key))
+        self._last_poll = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="generation-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then end the thread."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> GenerationWorker:  # noqa: PYI034 - start() returns self
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- public API ----------------------------------------------------------------------------
+    @property
+    def model_key(self) -> Hashable | None:
+        """The model that the next batch will use."""
+        return self._model[0] if self._model else None
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, context: Sequence[Turn], language: str | None = None) -> Future[Generated]:
+        """Queue one context; raises ``Busy`` when the queue is full and ``RuntimeError`` when stopped."""
+        if self._thread is None or self._stopping.is_set():
+            raise RuntimeError("generation worker is not running")
+        request = _Request(list(context), language, Future(), time.monotonic())
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            raise Busy("the assistant is busy right now; please try again in a moment") from None
+        return request.future
+
+    def generate(self, context: Sequence[Turn], language: str | None = None, timeout: float = 60.0) -> Generated:
+        """Blocking ``submit``."""
+        return self.submit(context, language).result(timeout)
+
+    # --- worker thread -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch is None:
+                return
+            if batch:
+                self._decode(batch)
+
+    def _collect(self) -> list[_Request] | None:
+        """Block for the first request, then gather more until the batch is full or the wait is over."""
+        try:
+            first = self._queue.get(timeout=self.reload_poll_s)
+        except queue.Empty:
+            self._maybe_reload()
+            return []
+        if first is None:
+            return None
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # stop requested: decode what we have, then end
+                self._queue.put_nowait(None)
+                break
+            batch.append(item)
+        return batch
+
+    def _decode(self, batch: list[_Request]) -> None:
+        self._maybe_reload()
+        live = self._model
+        if live is None:
+            error = NoModel("no model is active; ask an admin to promote one")
+            for request in batch:
+                request.future.set_exception(error)
+            return
+        key, generator = live
+        by_language: dict[str | None, list[_Request]] = {}
+        for request in batch:
+            if request.future.set_running_or_notify_cancel():
+                by_language.setdefault(request.language, []).append(request)
+        for language, group in by_language.items():
+            try:
+                replies = generator.generate([r.context for r in group], language=language)
+            except Exception as exc:  # one bad batch must not kill the worker
+                log.exception("generation failed for a batch of %d", len(group))
+                for request in group:
+                    request.future.set_exception(exc)
+                continue
+            for request, reply in zip(group, replies):
+                request.future.set_result(Generated(reply, key))
+        self.batches += 1
+        self.batched_requests += len(batch)
+
+    # --- hot reload ---------------------------------------------------------------------------------
+    def _maybe_reload(self) -> None:
+        self._swap_in_pending()
+        now = time.monotonic()
+        if self._model is not None and now - self._last_poll < self.reload_poll_s:
+            return
+        self._last_poll = now
+        try:
+            key = self._current_key()
+        except Exception:
+            log.exception("could not read the active model; keeping the current one")
+            return
+        if key is None or key == self.model_key or key == self._loading or key == self._failed_key:
+            return
+        if self._model is None:  # nothing to serve with meanwhile: load in line
+            self._load_into_pending(key)
+            self._swap_in_pending()
+            return
+        self._loading = key
+        threading.Thread(target=self._load_into_pending, args=(key,), name="model-loader", daemon=True).start()
+
+    def _swap_in_pending(self) -> None:
+        with self._lock:
+            if self._pending is not None:
+                self._model, self._pending = self._pending, None
+                log.info("now serving model %s", self._model[0])
+
+    def _load_into_pending(self, key: Hashable) -> None:
+        try:
+            generator = self._load(key)
+        except Exception:
+            log.exception("could not load model %s; keeping the current one", key)
+            self._failed_key = key
+        else:
+            with self._lock:
+                self._pending = (key, generator)
+            self._failed_key = None
+        finally:
+            self._loading = None

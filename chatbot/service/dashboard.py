@@ -1,0 +1,54 @@
+"""Daily figures for the admin page: conversations, handoff rate, review outcomes and CSAT.
+
+Computed from the tables the service already writes (conversations, the audit trail of status changes,
+reviews), one query each, grouped by UTC day in Python so SQLite and PostgreSQL agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatbot.store.models import AuditLog, Conversation, Review
+
+
+def daily_stats(session: Session, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per day (oldest first) with ``conversations``, ``handoff_rate``, ``approval_rate``,
+    ``edit_rate`` and ``csat`` (mean, None without scores)."""
+    since = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+    started: Counter[str] = Counter()
+    csat: defaultdict[str, list[int]] = defaultdict(list)
+    for created, score in session.execute(
+        select(Conversation.created_at, Conversation.csat).where(Conversation.created_at >= since,
+                                                                 Conversation.source == "live")
+    ):
+        day = created.date().isoformat()
+        started[day] += 1
+        if score is not None:
+            csat[day].append(score)
+    handed: defaultdict[str, set[str]] = defaultdict(set)
+    for created, target, details in session.execute(
+        select(AuditLog.created_at, AuditLog.target, AuditLog.details)
+        .where(AuditLog.action == "conversation.status", AuditLog.created_at >= since)
+    ):
+        if (details or {}).get("to") == "pending":
+            handed[created.date().isoformat()].add(target)
+    reviews: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for created, action in session.execute(select(Review.created_at, Review.action).where(Review.created_at >= since)):
+        reviews[created.date().isoformat()][action] += 1
+    out = []
+    for day in sorted(set(started) | set(handed) | set(reviews)):
+        n_reviews = sum(reviews[day].values())
+        out.append({
+            "day": day,
+            "conversations": started[day],
+            "handoff_rate": len(handed[day]) / started[day] if started[day] else None,
+            "approval_rate": reviews[day]["approve"] / n_reviews if n_reviews else None,
+            "edit_rate": reviews[day]["edit"] / n_reviews if n_reviews else None,
+            "csat": sum(csat[day]) / len(csat[day]) if csat[day] else None,
+        })
+    return out

@@ -1,0 +1,94 @@
+"""When a conversation should go to a person: pure rules, no database.
+
+Three reasons, checked in this order: the customer asks for a person; the bot's best reply is not
+confident enough (its length-normalised log-probability is under a threshold, or it barely beats the
+runner-up, which means the model is torn between different answers); or the customer already disliked
+several bot replies in this conversation.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+
+class HandoffReason(str, Enum):
+    ASKED = "asked_for_human"
+    LOW_CONFIDENCE = "low_confidence"
+    LOW_RATINGS = "low_ratings"
+
+
+@dataclass(frozen=True)
+class HandoffRules:
+    min_score: float
+    min_margin: float
+    max_low_ratings: int
+
+
+# Phrases people use to ask for a person, in the languages we serve; matched on accent-folded lowercase.
+_ASK_PATTERNS = [
+    (r"\b(talk|speak|chat)\s+(to|with)\s+(a|an|some|the)?\s*(real\s+)?(human|person|agent|someone|somebody|"
+     r"representative|rep|operator|manager|supervisor)\b"),
+    r"\b(real|live)\s+(human|person|agent)\b",
+    r"\b(human|live)\s+(agent|support|help)\b",
+    r"\b(customer\s+service\s+)?representative\b",
+    r"^\s*(human|agent|operator|person)\s*[.!?]*\s*$",
+    r"\b(parler|discuter)\s+(a|avec)\s+(un|une|quelqu'?un)\s*(humain|conseiller|conseillere|personne|agent)?\b",
+    r"\b(un|une)\s+(humain|conseiller|conseillere|vraie personne)\b",
+    r"\b(mit\s+)?(einem|einer)\s+(menschen|mitarbeiter|mitarbeiterin|berater|beraterin)\b",
+    r"\b(hablar|habla)\s+con\s+(una|un|alguien)\s*(persona|agente|humano|asesor)?\b",
+    r"\b(una\s+persona\s+real|un\s+humano|un\s+agente)\b",
+    r"人工(客服|服务)?|转人工|真人",
+]
+_ASK = re.compile("|".join(f"(?:{p})" for p in _ASK_PATTERNS))
+
+
+def fold(text: str) -> str:
+    """Lowercase without accents, so "conseillère" and "CONSEILLERE" match the same pattern."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def asks_for_human(text: str) -> bool:
+    return bool(_ASK.search(fold(text)))
+
+
+def low_confidence(candidates: Sequence[tuple[str, float]], rules: HandoffRules) -> bool:
+    """Best score under ``min_score``, or within ``min_margin`` of the runner-up (scores are per token)."""
+    if not candidates:
+        return True
+    best = candidates[0][1]
+    if best < rules.min_score:
+        return True
+    if len(candidates) > 1 and rules.min_margin > 0:
+        return best - candidates[1][1] < rules.min_margin
+    return False
+
+
+def decide(
+    customer_text: str,
+    candidates: Sequence[tuple[str, float]] | None,
+    low_ratings: int,
+    rules: HandoffRules,
+) -> HandoffReason | None:
+    """Why this turn should go to a person, or ``None`` to let the bot answer.
+
+    ``candidates`` is ``None`` when no reply was generated yet (checking the customer's words alone).
+    """
+    if asks_for_human(customer_text):
+        return HandoffReason.ASKED
+    if low_ratings >= rules.max_low_ratings:
+        return HandoffReason.LOW_RATINGS
+    if candidates is not None and low_confidence(candidates, rules):
+        return HandoffReason.LOW_CONFIDENCE
+    return None
+
+
+NOTICE = {
+    HandoffReason.ASKED: "Of course. A person from our team will join this conversation shortly.",
+    HandoffReason.LOW_CONFIDENCE: "I want to get this right, so a person from our team will join shortly.",
+    HandoffReason.LOW_RATINGS: "Sorry I have not been helpful. A person from our team will join shortly.",
+}

@@ -1,0 +1,47 @@
+"""A stand-in for the model behind the worker's ``Generator`` interface, for exact scores and held decodes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Reply:
+    text: str
+    language: str | None
+    confidence: float
+    candidates: list[tuple[str, float]]
+    attention: Any
+    decoding: dict[str, Any]
+
+
+@dataclass
+class ScriptedReplies:
+    """Answers "re: <last customer text>" with the given best score; can hold decodes behind a gate."""
+
+    score: float = -0.5
+    runner_up: float = -2.0
+    gate: threading.Event = field(default_factory=lambda: _open_event())
+    started: threading.Event = field(default_factory=threading.Event)
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def generate(self, contexts: list[list[tuple[str, str]]], language: str | None = None) -> list[Reply]:
+        self.batch_sizes.append(len(contexts))
+        self.started.set()
+        assert self.gate.wait(10), "test gate never opened"
+        out = []
+        for context in contexts:
+            text = f"re: {context[-1][1]}"
+            out.append(Reply(text, language, self.score, [(text, self.score), ("other", self.runner_up)],
+                             {"source": [t for _, turn in context for t in turn.split()], "target": text.split(),
+                              "weights": [[0.5] * sum(len(turn.split()) for _, turn in context)] * len(text.split())},
+                             {"num_beams": 2}))
+        return out
+
+
+def _open_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event

@@ -1,0 +1,114 @@
+"""The generation worker: batches form under load, busy when full, hot reload without dropping replies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from chatbot.service.batching import Busy, GenerationWorker, NoModel
+
+from .scripted import ScriptedReplies
+
+
+def test_concurrent_requests_are_decoded_together():
+    model = ScriptedReplies()
+    model.gate.clear()
+    with GenerationWorker(lambda key: model, lambda: "m1", max_batch=8, max_wait_ms=20) as worker:
+        first = worker.submit([("customer", "first")])
+        assert model.started.wait(5)
+        futures = [worker.submit([("customer", f"q{i}")]) for i in range(8)]
+        model.gate.set()
+        assert first.result(5).reply.text == "re: first"
+        assert [f.result(5).reply.text for f in futures] == [f"re: q{i}" for i in range(8)]
+    assert model.batch_sizes == [1, 8]
+
+
+def test_batching_off_decodes_one_at_a_time():
+    model = ScriptedReplies()
+    with GenerationWorker(lambda key: model, lambda: "m1", max_batch=1) as worker:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: worker.generate([("customer", str(i))]), range(6)))
+    assert model.batch_sizes == [1] * 6
+
+
+def test_full_queue_is_busy_not_a_hang():
+    model = ScriptedReplies()
+    model.gate.clear()
+    with GenerationWorker(lambda key: model, lambda: "m1", max_batch=1, queue_max=2) as worker:
+        worker.submit([("customer", "held")])
+        assert model.started.wait(5)
+        waiting = [worker.submit([("customer", "w")]) for _ in range(2)]
+        start = time.monotonic()
+        with pytest.raises(Busy):
+            worker.submit([("customer", "one too many")])
+        assert time.monotonic() - start < 0.5
+        model.gate.set()
+        assert all(f.result(5).reply.text == "re: w" for f in waiting)
+
+
+def test_no_model_is_a_clear_error():
+    with GenerationWorker(lambda key: ScriptedReplies(), lambda: None, reload_poll_s=0.05) as worker:
+        with pytest.raises(NoModel):
+            worker.generate([("customer", "hi")], timeout=5)
+
+
+def test_hot_reload_under_load_keeps_every_reply():
+    models = {"v1": ScriptedReplies(score=-1.0), "v2": ScriptedReplies(score=-0.1)}
+    active = {"key": "v1"}
+    loads = []
+
+    def load(key):
+        loads.append(key)
+        return models[key]
+
+    worker = GenerationWorker(load, lambda: active["key"], max_batch=4, max_wait_ms=2, reload_poll_s=0.02)
+    results, errors = [], []
+    stop = threading.Event()
+
+    def customer(i):
+        while not stop.is_set():
+            try:
+                results.append(worker.generate([("customer", f"c{i}")], timeout=5))
+            except Exception as exc:  # any failure is a test failure
+                errors.append(exc)
+
+    with worker:
+        threads = [threading.Thread(target=customer, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        active["key"] = "v2"
+        deadline = time.monotonic() + 5
+        while worker.model_key != "v2" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # one worker thread: the swap happens between batches, so v1 can never decode after this point
+        v1_batches = len(models["v1"].batch_sizes)
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(5)
+    assert errors == []
+    assert loads == ["v1", "v2"]
+    assert len(models["v1"].batch_sizes) == v1_batches  # after the swap only v2 decodes
+    assert len(models["v2"].batch_sizes) > 0
+    # every request got exactly one reply: nothing dropped in the swap
+    assert len(results) == sum(models["v1"].batch_sizes) + sum(models["v2"].batch_sizes)
+    assert all(r.reply.confidence == (-1.0 if r.model_key == "v1" else -0.1) for r in results)
+
+
+def test_a_broken_new_model_keeps_the_old_one_serving():
+    model = ScriptedReplies()
+    active = {"key": "good"}
+
+    def load(key):
+        if key == "broken":
+            raise RuntimeError("corrupt checkpoint")
+        return model
+
+    with GenerationWorker(load, lambda: active["key"], reload_poll_s=0.02) as worker:
+        active["key"] = "broken"
+        time.sleep(0.1)
+        assert worker.generate([("customer", "hi")], timeout=5).model_key == "good"

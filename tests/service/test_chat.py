@@ -1,0 +1,183 @@
+"""ChatService on the real store (SQLite and PostgreSQL): replies, handoff, draft mode, reviews, takeover race."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from chatbot.service.auth import AuthError, Forbidden
+from chatbot.service.batching import Busy
+from chatbot.store.db import IllegalTransition, InvalidMessage
+from chatbot.store.models import AuditLog, Message, Review
+
+
+def _agent(service, name="ana", role="agent"):
+    service.add_user(name, "password123", role)
+    return service.login(name, "password123")
+
+
+def test_customer_gets_a_stored_reply_with_candidates(service):
+    cid, token = service.start_conversation("en")
+    service.authorize_customer(cid, token)
+    with pytest.raises(AuthError):
+        service.authorize_customer(cid, "wrong")
+    result = service.send(cid, "where is my order?")
+    assert result.status == "bot" and result.reply.text == "re: where is my order?"
+    _, messages = service.customer_messages(cid)
+    assert [(m.role, m.text) for m in messages] == [("customer", "where is my order?"),
+                                                   ("bot", "re: where is my order?")]
+    with service.store.transaction(read_only=True) as s:
+        bot = s.scalars(select(Message).where(Message.role == "bot")).one()
+        assert bot.review_state == "sent" and bot.confidence == -0.5 and bot.decoding == {"num_beams": 2}
+        assert [(c.rank, c.text) for c in bot.candidates] == [(0, "re: where is my order?"), (1, "other")]
+        assert bot.attention["target"] == ["re:", "where", "is", "my", "order?"]
+
+
+def test_bad_messages_are_refused_and_nothing_is_stored(service):
+    cid, _ = service.start_conversation()
+    for text in ("", "   ", "x" * (service.settings.max_message_chars + 1)):
+        with pytest.raises(InvalidMessage):
+            service.send(cid, text)
+    assert service.customer_messages(cid)[1] == []
+
+
+def test_asking_for_a_person_hands_off_without_generating(service, replies):
+    cid, _ = service.start_conversation()
+    result = service.send(cid, "I want to talk to a human please")
+    assert result.status == "pending" and result.handoff == "asked_for_human"
+    assert "person" in result.notice.text and replies.batch_sizes == []
+    assert service.send(cid, "hello?").reply is None  # pending: the bot stays quiet
+
+
+def test_low_confidence_hands_off_and_keeps_the_draft(make_service, replies):
+    service = make_service(replies, handoff_min_score=-0.4)  # the scripted best score is -0.5
+    cid, _ = service.start_conversation()
+    result = service.send(cid, "hmm")
+    assert result.status == "pending" and result.handoff == "low_confidence" and result.reply is None
+    roles = [m.role for m in service.customer_messages(cid)[1]]
+    assert roles == ["customer", "system"]  # the unsure reply is not shown
+    who = _agent(service)
+    _, transcript = service.transcript(who, cid)
+    assert [m.review_state for m in transcript if m.role == "bot"] == ["draft"]
+
+
+def test_small_margin_hands_off(make_service, replies):
+    replies.runner_up = -0.55
+    service = make_service(replies, handoff_min_margin=0.1)
+    cid, _ = service.start_conversation()
+    assert service.send(cid, "hmm").handoff == "low_confidence"
+
+
+def test_repeated_dislikes_hand_off(service):
+    cid, _ = service.start_conversation()
+    first = service.send(cid, "one").reply
+    second = service.send(cid, "two").reply
+    assert service.rate_reply(cid, first.id, liked=False) == "bot"
+    assert service.rate_reply(cid, second.id, liked=True) == "bot"
+    third = service.send(cid, "three").reply
+    assert service.rate_reply(cid, third.id, liked=False) == "pending"
+
+
+def test_draft_mode_waits_for_an_agent_and_records_reviews(make_service, replies):
+    service = make_service(replies, review_mode="draft")
+    who = _agent(service)
+    cid, _ = service.start_conversation()
+    result = service.send(cid, "refund please")
+    assert result.awaiting_review and result.reply is None
+    assert [m.role for m in service.customer_messages(cid)[1]] == ["customer"]
+    draft = [m for m in service.transcript(who, cid)[1] if m.role == "bot"][0]
+    service.review(who, draft.id, "edit", "I have started your refund.")
+    visible = service.customer_messages(cid)[1]
+    assert visible[-1].text == "I have started your refund."
+    with pytest.raises(IllegalTransition):
+        service.review(who, draft.id, "approve")
+
+    second = service.send(cid, "thanks")
+    draft2 = [m for m in service.transcript(who, cid)[1] if m.role == "bot"][-1]
+    service.review(who, draft2.id, "reject")
+    assert len(service.customer_messages(cid)[1]) == 3  # the rejected draft never goes out
+    assert second.reply is None
+    with service.store.transaction(read_only=True) as s:
+        reviews = [(r.action, r.original_text, r.corrected_text, r.agent_id) for r in s.scalars(select(Review))]
+        audited = {a.action for a in s.scalars(select(AuditLog))}
+    assert reviews == [("edit", "re: refund please", "I have started your refund.", who.user_id),
+                       ("reject", "re: thanks", None, who.user_id)]
+    assert {"review.edit", "review.reject", "user.login"} <= audited
+
+
+def test_auto_mode_review_keeps_what_the_customer_saw(service):
+    who = _agent(service)
+    cid, _ = service.start_conversation()
+    sent = service.send(cid, "hi").reply
+    service.review(who, sent.id, "edit", "Hello! How can I help?")
+    assert service.customer_messages(cid)[1][-1].text == "re: hi"
+    with service.store.transaction(read_only=True) as s:
+        review = s.scalars(select(Review)).one()
+    assert (review.original_text, review.corrected_text) == ("re: hi", "Hello! How can I help?")
+
+
+def test_takeover_hand_back_and_agent_rules(service):
+    ana, bob = _agent(service), _agent(service, "bob")
+    cid, _ = service.start_conversation()
+    service.send(cid, "hi")
+    service.take_over(ana, cid)
+    assert service.send(cid, "still there?").reply is None
+    service.agent_reply(ana, cid, "Ana here, how can I help?")
+    with pytest.raises(IllegalTransition):
+        service.take_over(bob, cid)
+    with pytest.raises(Forbidden):
+        service.agent_reply(bob, cid, "me too")
+    service.hand_back(ana, cid)
+    assert service.send(cid, "ok").reply is not None
+    roles = [m.role for m in service.customer_messages(cid)[1]]
+    assert roles == ["customer", "bot", "system", "customer", "agent", "system", "customer", "bot"]
+
+
+def test_no_bot_reply_after_a_takeover_during_decoding(service, replies):
+    """The race: the reply is being decoded when the agent takes over; it must be dropped."""
+    who = _agent(service)
+    cid, _ = service.start_conversation()
+    replies.gate.clear()
+    replies.started.clear()
+    outcome = {}
+    sender = threading.Thread(target=lambda: outcome.setdefault("r", service.send(cid, "hello")))
+    sender.start()
+    assert replies.started.wait(10)
+    service.take_over(who, cid)
+    replies.gate.set()
+    sender.join(10)
+    assert outcome["r"].reply is None and outcome["r"].status == "human"
+    with service.store.transaction(read_only=True) as s:
+        assert s.scalars(select(Message).where(Message.role == "bot")).all() == []
+
+
+def test_full_queue_answers_busy(make_service, replies):
+    service = make_service(replies, queue_max_size=1, batch_max_size=1)
+    replies.gate.clear()
+    replies.started.clear()
+    conversations = [service.start_conversation()[0] for _ in range(3)]
+    threads = [threading.Thread(target=service.send, args=(conversations[0], "a"))]
+    threads[0].start()
+    assert replies.started.wait(10)  # the worker holds one request
+    service.worker.submit([("customer", "fills the queue")])  # and one waits in the queue
+    with pytest.raises(Busy, match="busy"):
+        service.send(conversations[2], "c")
+    replies.gate.set()
+    threads[0].join(10)
+    assert service.customer_messages(conversations[2])[1][0].text == "c"  # the message itself is kept
+
+
+def test_roles_are_enforced(service):
+    agent = _agent(service)
+    admin = _agent(service, "root", "admin")
+    cid, _ = service.start_conversation()
+    with pytest.raises(Forbidden):
+        service.erase_conversation_customer(agent, cid)
+    report = service.erase_conversation_customer(admin, cid)
+    assert report["conversations"] == 1
+    with pytest.raises(AuthError):
+        service.login("ana", "wrong password")
+    with pytest.raises(AuthError):
+        service.login("nobody", "password123")

@@ -1,0 +1,65 @@
+"""A real server for the web tests: ``create_app`` under uvicorn on a free 127.0.0.1 port, in a thread.
+
+The model behind the generation worker is the scripted stand-in from the service tests, so replies are
+deterministic; everything else (store, service, FastAPI, Gradio, HTTP) is the real thing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from web.app import GRADIO_OFFLINE_ENV
+
+os.environ.update(GRADIO_OFFLINE_ENV)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    service: object
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(tmp_path, sqlite_url) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    import uvicorn
+    from service.scripted import ScriptedReplies
+
+    from chatbot.service.batching import GenerationWorker
+    from chatbot.service.chat import ChatService
+    from chatbot.service.models import ModelRef
+    from chatbot.settings import load_settings
+    from chatbot.store.manager import ConversationStore
+    from web.app import create_app
+
+    settings = load_settings(data_dir=tmp_path / "data", database_url=sqlite_url, max_message_chars=2000)
+    store = ConversationStore(settings)
+    replies = ScriptedReplies()
+    worker = GenerationWorker(lambda ref: replies, lambda: ModelRef(None, "scripted"), max_wait_ms=2)
+    service = ChatService(store, settings, worker)
+    service.add_user("ana", "password123", "agent")
+    service.add_user("root", "password123", "admin")
+    app = create_app(settings, service)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield LiveServer(f"http://127.0.0.1:{port}", service)
+    server.should_exit = True
+    thread.join(10)

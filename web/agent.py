@@ -1,0 +1,195 @@
+"""``/agent``: the console. Queue (pending first, refreshed live), transcript, n-best candidates with
+scores, attention heatmap, review (approve / edit / reject), take over / hand back / close, a reply box,
+and replay of any bot reply with another model or decoding settings. Every handler re-checks the signed
+session, so nothing here trusts the browser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from chatbot.service.auth import AuthError
+from chatbot.service.chat import ChatService, ReplayService
+from chatbot.service.views import MessageView
+from chatbot.store import registry
+from chatbot.store.db import StoreError
+from web.customer import as_text
+from web.heatmap import heatmap_html
+from web.session import principal_from_request
+
+QUEUE_COLUMNS = ["id", "status", "language", "last activity (UTC)", "agent"]
+_LABEL = {"bot": "Bot", "agent": "Agent", "system": "Notice"}
+
+
+def transcript_rows(messages: list[MessageView]) -> list[dict[str, str]]:
+    rows = []
+    for m in messages:
+        if m.role == "customer":
+            rows.append({"role": "user", "content": as_text(m.text)})
+            continue
+        tag = _LABEL[m.role]
+        if m.role == "bot":
+            tag += f" #{m.id} [{m.review_state}"
+            tag += f", score {m.confidence:.2f}]" if m.confidence is not None else "]"
+        rows.append({"role": "assistant", "content": as_text(f"{tag}: {m.text}")})
+    return rows
+
+
+def build_agent(service: ChatService) -> gr.Blocks:
+    replays = ReplayService(service)
+
+    def who(request: gr.Request):
+        return principal_from_request(service, request)
+
+    def queue_table(request: gr.Request) -> list[list[Any]]:
+        rows = service.queue(who(request))
+        return [[c.id, c.status, c.language, c.updated_at.strftime("%Y-%m-%d %H:%M:%S"), c.assigned_agent_id or ""]
+                for c in rows]
+
+    def open_conversation(conversation_id: float | None, selected: int | None, request: gr.Request):
+        if not conversation_id:
+            return [], "Pick a conversation from the queue.", gr.update(choices=[], value=None)
+        conversation, messages = service.transcript(who(request), int(conversation_id))
+        bots = [(f"#{m.id}: {m.text[:60]}", m.id) for m in messages if m.role == "bot"]
+        head = f"**Conversation {conversation.id}** — status **{conversation.status}**, language {conversation.language}"
+        ids = [m_id for _, m_id in bots]
+        keep = selected if selected in ids else (ids[-1] if ids else None)  # don't yank the agent's selection
+        return transcript_rows(messages), head, gr.update(choices=bots, value=keep)
+
+    def pick_from_queue(evt: gr.SelectData, table: Any) -> Any:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        try:
+            return int(table.iloc[row, 0]) if hasattr(table, "iloc") else int(table[row][0])
+        except (IndexError, ValueError, TypeError):
+            return gr.skip()
+
+    def show_reply(conversation_id: float | None, message_id: int | None, request: gr.Request):
+        if not conversation_id or not message_id:
+            return [], "<p>Select a bot reply.</p>", ""
+        _, messages = service.transcript(who(request), int(conversation_id))
+        message = next((m for m in messages if m.id == message_id), None)
+        if message is None:
+            return [], "<p>Select a bot reply.</p>", ""
+        candidates = [[rank + 1, text, round(score, 3)] for rank, (text, score) in enumerate(message.candidates)]
+        return candidates, heatmap_html(message.attention), message.text
+
+    def act(action: str):
+        def run(conversation_id: float | None, request: gr.Request) -> str:
+            if not conversation_id:
+                return "Pick a conversation first."
+            principal = who(request)
+            getattr(service, action)(principal, int(conversation_id))
+            return f"Done: {action.replace('_', ' ')} on conversation {int(conversation_id)}."
+        return run
+
+    def review(action: str):
+        def run(message_id: int | None, corrected: str, request: gr.Request) -> str:
+            if not message_id:
+                return "Select a bot reply first."
+            result = service.review(who(request), int(message_id), action, corrected if action == "edit" else None)
+            return f"Reply #{result.id} is now {result.review_state}."
+        return run
+
+    def reply(conversation_id: float | None, text: str, request: gr.Request):
+        if not conversation_id:
+            return "Pick a conversation first.", text
+        service.agent_reply(who(request), int(conversation_id), text)
+        return "Sent.", ""
+
+    def versions(request: gr.Request):
+        who(request)
+        with service.store.transaction(read_only=True) as s:
+            choices = [(f"{v.name} ({v.status})", v.id) for v in registry.list_versions(s)]
+        return gr.update(choices=[("active model", 0), *choices], value=0)
+
+    def replay(message_id: int | None, version_id: int | None, beams: float, penalty: float,
+               length_penalty: float, request: gr.Request):
+        if not message_id:
+            return "", [], "Select a bot reply first."
+        result = replays.replay(who(request), int(message_id), version_id or None, num_beams=int(beams),
+                                repetition_penalty=float(penalty), length_penalty=float(length_penalty))
+        candidates = [[rank + 1, text, round(score, 3)] for rank, (text, score) in enumerate(result.candidates)]
+        return result.text, candidates, "Replayed (nothing was sent to the customer)."
+
+    def guarded(fn):
+        """Show service refusals as a warning in the page instead of a generic error."""
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except AuthError as exc:
+                raise gr.Error(f"{exc} — sign in again at /login") from exc
+            except (StoreError, ValueError) as exc:
+                raise gr.Error(str(exc)) from exc
+        return wrapper
+
+    with gr.Blocks(title="Agent console") as demo:
+        gr.Markdown("## Agent console  ·  [admin](/admin)  ·  [sign out](/logout)")
+        with gr.Row():
+            with gr.Column(scale=2):
+                queue = gr.Dataframe(headers=QUEUE_COLUMNS, label="Queue (pending first)", interactive=False,
+                                     elem_id="agent-queue")
+                conversation = gr.Number(label="Conversation id", precision=0, elem_id="agent-conversation")
+                open_btn = gr.Button("Open", elem_id="agent-open")
+                with gr.Row():
+                    take_btn = gr.Button("Take over", variant="primary", elem_id="agent-take-over")
+                    back_btn = gr.Button("Hand back to bot", elem_id="agent-hand-back")
+                    close_btn = gr.Button("Close", variant="stop", elem_id="agent-close")
+                info = gr.Markdown(elem_id="agent-info")
+            with gr.Column(scale=3):
+                header = gr.Markdown()
+                transcript = gr.Chatbot(label="Transcript", render_markdown=False, sanitize_html=True,
+                                        height=380, elem_id="agent-transcript", feedback_options=None)
+                with gr.Row():
+                    reply_box = gr.Textbox(placeholder="Reply to the customer (after taking over)", show_label=False,
+                                           scale=5, elem_id="agent-reply")
+                    reply_btn = gr.Button("Send", scale=1, elem_id="agent-send")
+            with gr.Column(scale=3):
+                bot_reply = gr.Dropdown(label="Bot reply", choices=[], elem_id="agent-bot-reply")
+                candidates = gr.Dataframe(headers=["rank", "candidate", "score"], label="n-best candidates",
+                                          interactive=False, elem_id="agent-candidates")
+                heatmap = gr.HTML(label="Attention", elem_id="agent-heatmap")
+                corrected = gr.Textbox(label="Corrected reply", lines=2, elem_id="agent-corrected")
+                with gr.Row():
+                    approve_btn = gr.Button("Approve", elem_id="agent-approve")
+                    edit_btn = gr.Button("Save edit", elem_id="agent-edit")
+                    reject_btn = gr.Button("Reject", variant="stop", elem_id="agent-reject")
+                with gr.Accordion("Replay with another model or settings", open=False):
+                    version = gr.Dropdown(label="Model version", choices=[("active model", 0)], value=0)
+                    beams = gr.Slider(1, 10, value=service.settings.num_beams, step=1, label="num_beams")
+                    penalty = gr.Slider(1.0, 2.0, value=service.settings.repetition_penalty, step=0.05,
+                                        label="repetition_penalty")
+                    length_penalty = gr.Slider(0.0, 2.0, value=service.settings.length_penalty, step=0.1,
+                                               label="length_penalty")
+                    replay_btn = gr.Button("Replay", elem_id="agent-replay")
+                    with gr.Row():
+                        sent_text = gr.Textbox(label="Sent", interactive=False)
+                        replay_text = gr.Textbox(label="Replayed", interactive=False, elem_id="agent-replayed")
+                    replay_candidates = gr.Dataframe(headers=["rank", "candidate", "score"], interactive=False)
+        timer = gr.Timer(2.0)
+
+        refresh_view = [transcript, header, bot_reply]
+        demo.load(guarded(queue_table), None, queue)
+        demo.load(guarded(versions), None, version)
+        timer.tick(guarded(queue_table), None, queue, show_progress="hidden")
+        timer.tick(guarded(open_conversation), [conversation, bot_reply], refresh_view, show_progress="hidden")
+        queue.select(pick_from_queue, queue, conversation)
+        open_btn.click(guarded(open_conversation), [conversation, bot_reply], refresh_view)
+        conversation.change(guarded(open_conversation), [conversation, bot_reply], refresh_view)
+        bot_reply.change(guarded(show_reply), [conversation, bot_reply], [candidates, heatmap, corrected]).then(
+            lambda text: text, corrected, sent_text)
+        for button, action in ((take_btn, "take_over"), (back_btn, "hand_back"), (close_btn, "close")):
+            button.click(guarded(act(action)), conversation, info).then(
+                guarded(open_conversation), [conversation, bot_reply], refresh_view)
+        for button, action in ((approve_btn, "approve"), (edit_btn, "edit"), (reject_btn, "reject")):
+            button.click(guarded(review(action)), [bot_reply, corrected], info).then(
+                guarded(open_conversation), [conversation, bot_reply], refresh_view)
+        for trigger in (reply_box.submit, reply_btn.click):
+            trigger(guarded(reply), [conversation, reply_box], [info, reply_box]).then(
+                guarded(open_conversation), [conversation, bot_reply], refresh_view)
+        replay_btn.click(guarded(replay), [bot_reply, version, beams, penalty, length_penalty],
+                         [replay_text, replay_candidates, info])
+    return demo

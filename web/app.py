@@ -1,0 +1,104 @@
+"""``create_app(settings)``: one FastAPI app with the REST API, the login page and three Gradio pages.
+
+Everything shared lives in the database, so several replicas (``chatbot serve`` on one PostgreSQL) serve
+any conversation; each replica runs its own generation worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from chatbot.service.batching import GenerationWorker
+from chatbot.service.chat import ChatService
+from chatbot.service.models import active_model, loader
+from chatbot.settings import Settings
+from chatbot.store.manager import ConversationStore
+
+# Gradio and huggingface_hub read these at import time: no analytics, no hub calls, no telemetry.
+GRADIO_OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+_PROTECTED = {"/agent": ("agent", "admin"), "/admin": ("admin",)}
+
+
+def build_service(settings: Settings) -> ChatService:
+    """Store, generation worker (not started) and service for one process."""
+    store = ConversationStore(settings)
+    store.ensure_schema()
+    worker = GenerationWorker(
+        loader(settings),
+        lambda: active_model(store, settings),
+        max_batch=settings.batch_max_size,
+        max_wait_ms=settings.batch_max_wait_ms,
+        queue_max=settings.queue_max_size,
+    )
+    return ChatService(store, settings, worker)
+
+
+def create_app(settings: Settings, service: ChatService | None = None) -> FastAPI:
+    os.environ.update(GRADIO_OFFLINE_ENV)
+    import gradio as gr
+
+    from web.admin import build_admin
+    from web.agent import build_agent
+    from web.api import build_router, install_error_handlers
+    from web.customer import build_customer
+    from web.login import build_login_router
+    from web.session import optional_principal
+
+    service = service or build_service(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if service.worker is not None:
+            service.worker.start()
+        try:
+            yield
+        finally:
+            if service.worker is not None:
+                service.worker.stop()
+            service.store.close()
+
+    app = FastAPI(title="Customer-service chatbot", version="1", lifespan=lifespan,
+                  docs_url="/api/v1/docs", openapi_url="/api/v1/openapi.json", redoc_url=None)
+    install_error_handlers(app)
+    app.include_router(build_router(service))
+    app.include_router(build_login_router(service))
+
+    @app.middleware("http")
+    async def staff_pages_need_login(request: Request, call_next):
+        """Send a visitor without the right session from an agent/admin page to the login form."""
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path in _PROTECTED:
+            who = optional_principal(service, request)
+            if who is None or who.role not in _PROTECTED[path]:
+                return RedirectResponse(f"/login?next={path}/", status_code=303)
+            if not request.url.path.endswith("/"):  # Gradio apps are mounted at "<path>/"
+                return RedirectResponse(f"{path}/", status_code=307)
+        response: Response = await call_next(request)
+        return response
+
+    def staff_only(*roles: str):
+        def dependency(request: Request) -> str | None:
+            who = optional_principal(service, request)
+            return who.username if who is not None and who.role in roles else None
+        return dependency
+
+    mount = dict(ssr_mode=False, footer_links=[], theme=gr.themes.Soft(), css=CSS)
+    concurrency = settings.batch_max_size  # enough concurrent events to fill one generation batch
+    gr.mount_gradio_app(app, build_agent(service).queue(default_concurrency_limit=concurrency), "/agent",
+                        auth_dependency=staff_only("agent", "admin"), **mount)
+    gr.mount_gradio_app(app, build_admin(service).queue(default_concurrency_limit=4), "/admin",
+                        auth_dependency=staff_only("admin"), **mount)
+    gr.mount_gradio_app(app, build_customer(service).queue(default_concurrency_limit=concurrency), "/", **mount)
+    return app
+
+
+CSS = """
+.heatmap td, .heatmap th { padding: 2px 4px; font-size: 12px; text-align: center; }
+.heatmap th.row { text-align: right; }
+footer { display: none !important; }
+"""

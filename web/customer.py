@@ -1,0 +1,149 @@
+"""``/``: the customer chat. The conversation id and token live in the browser (``gr.BrowserState``), so
+a page reload resumes the same conversation; every call is checked against the token on the server."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from chatbot.service.auth import AuthError
+from chatbot.service.batching import Busy, NoModel
+from chatbot.service.chat import ChatService
+from chatbot.service.views import MessageView
+from chatbot.store.db import StoreError
+
+LANGUAGES = [("English", "en"), ("Français", "fr"), ("Deutsch", "de"), ("Español", "es"), ("中文", "zh")]
+STATUS_TEXT = {
+    "bot": "You are chatting with our assistant.",
+    "pending": "A person from our team will join shortly.",
+    "human": "You are chatting with a person from our team.",
+    "closed": "This conversation has ended. Start a new one any time.",
+}
+_EMPTY = {"id": None, "token": None}
+
+
+def as_text(text: str) -> str:
+    """Gradio's Chatbot inserts message strings as (sanitised) HTML even with markdown off; escaping
+    makes it show exactly what was typed, tags included, and nothing in it can become an element."""
+    return html.escape(text, quote=False)
+
+
+def to_chat(messages: list[MessageView]) -> tuple[list[dict[str, str]], list[int]]:
+    """Gradio chat rows, escaped so they render as plain text, and their message ids."""
+    rows, ids = [], []
+    for m in messages:
+        if m.role == "customer":
+            rows.append({"role": "user", "content": as_text(m.text)})
+        elif m.role == "system":
+            rows.append({"role": "assistant", "content": as_text(f"ℹ {m.text}")})
+        else:
+            rows.append({"role": "assistant", "content": as_text(m.text)})
+        ids.append(m.id)
+    return rows, ids
+
+
+def build_customer(service: ChatService) -> gr.Blocks:
+    def current(saved: dict[str, Any] | None) -> tuple[int, str] | None:
+        if not saved or not saved.get("id") or not saved.get("token"):
+            return None
+        try:
+            service.authorize_customer(int(saved["id"]), str(saved["token"]))
+        except (AuthError, ValueError):
+            return None
+        return int(saved["id"]), str(saved["token"])
+
+    def render(conversation_id: int) -> tuple[list[dict[str, str]], list[int], str]:
+        status, messages = service.customer_messages(conversation_id)
+        rows, ids = to_chat(messages)
+        return rows, ids, STATUS_TEXT[status]
+
+    def resume(saved: dict[str, Any] | None):
+        found = current(saved)
+        if found is None:
+            return [], [], "Say hello to start a conversation.", _EMPTY
+        return (*render(found[0]), saved)
+
+    def send(text: str, saved: dict[str, Any] | None, language: str):
+        text = (text or "").strip()
+        if not text:
+            return gr.skip(), gr.skip(), gr.skip(), saved, ""
+        found = current(saved)
+        if found is None:
+            conversation_id, token = service.start_conversation(language)
+            saved = {"id": conversation_id, "token": token}
+        else:
+            conversation_id = found[0]
+        try:
+            service.send(conversation_id, text)
+        except (Busy, NoModel) as exc:
+            gr.Warning(str(exc))
+        except StoreError as exc:
+            gr.Warning(str(exc))
+            return (*render(conversation_id), saved, text)  # keep what they typed
+        return (*render(conversation_id), saved, "")
+
+    def refresh(saved: dict[str, Any] | None):
+        found = current(saved)
+        if found is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return render(found[0])
+
+    def ask_human(saved: dict[str, Any] | None):
+        found = current(saved)
+        if found is None:
+            return gr.skip(), gr.skip(), "Send a message first, then we can bring in a person."
+        service.request_human(found[0])
+        return render(found[0])
+
+    def like(saved: dict[str, Any] | None, ids: list[int], data: gr.LikeData):
+        found = current(saved)
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        if found is None or not 0 <= index < len(ids) or data.liked not in (True, False):
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            service.rate_reply(found[0], ids[index], bool(data.liked))
+        except StoreError:
+            pass  # e.g. a like on a notice: nothing to record
+        return render(found[0])
+
+    def finish(saved: dict[str, Any] | None, score: int | None):
+        found = current(saved)
+        if found is None:
+            return [], [], "Nothing to end yet.", _EMPTY
+        try:
+            service.finish(found[0], int(score) if score else None)
+        except StoreError as exc:
+            gr.Warning(str(exc))
+        rows, ids, _ = render(found[0])
+        return rows, ids, "Thank you! This conversation has ended.", _EMPTY
+
+    with gr.Blocks(title="Customer support") as demo:
+        saved = gr.BrowserState(_EMPTY, storage_key="chatbot-conversation")
+        ids = gr.State([])
+        gr.Markdown("## Customer support\nAsk us anything about your order, account or booking.")
+        with gr.Row():
+            language = gr.Dropdown(LANGUAGES, value="en", label="Language", scale=1)
+            status = gr.Markdown(elem_id="chat-status")
+        chat = gr.Chatbot(label="Conversation", elem_id="customer-chat", render_markdown=False,
+                          sanitize_html=True, height=420, feedback_options=("Like", "Dislike"))
+        with gr.Row():
+            box = gr.Textbox(placeholder="Type your message and press Enter", show_label=False, scale=6,
+                             elem_id="customer-input", max_length=service.settings.max_message_chars)
+            send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="customer-send")
+        with gr.Row():
+            human_btn = gr.Button("Talk to a person", elem_id="talk-to-person")
+            csat = gr.Radio([1, 2, 3, 4, 5], label="How did we do? (1-5)", elem_id="csat")
+            end_btn = gr.Button("End chat", elem_id="end-chat")
+        timer = gr.Timer(3.0)
+
+        outputs = [chat, ids, status]
+        demo.load(resume, saved, [chat, ids, status, saved])
+        for trigger in (box.submit, send_btn.click):
+            trigger(send, [box, saved, language], [chat, ids, status, saved, box], concurrency_id="send")
+        timer.tick(refresh, saved, outputs, show_progress="hidden", concurrency_id="refresh")
+        human_btn.click(ask_human, saved, outputs)
+        chat.like(like, [saved, ids], outputs)
+        end_btn.click(finish, [saved, csat], [chat, ids, status, saved])
+    return demo
