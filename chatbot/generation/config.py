@@ -1,0 +1,109 @@
+"""Decoding settings with Hugging Face names and meanings, checked once at construction.
+
+Validating here means a bad value from a settings file or an agent's request fails with a clear message
+before any model work starts, instead of producing silent garbage mid-search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatbot.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationConfig:
+    """How to decode a reply; field names and meanings follow ``transformers.GenerationConfig``.
+
+    ``early_stopping`` (beam search): ``False`` stops a batch row once no live beam, ended now, would beat
+    the kept hypotheses (HF's default heuristic); ``"never"`` uses the exact bound over every length up
+    to ``max_new_tokens`` (slower with ``length_penalty > 0``); ``True`` stops at ``num_beams`` ended ones.
+
+    ``bos_token_id`` / ``eos_token_id`` have no defaults: they belong to a vocabulary, and a guessed id
+    would decode silently wrong.
+    """
+
+    bos_token_id: int
+    eos_token_id: int
+    num_beams: int = 5
+    max_new_tokens: int = 40
+    min_new_tokens: int = 0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
+    num_return_sequences: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = list(_problems(self))
+        if problems:
+            raise ValueError("invalid GenerationConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> GenerationConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def config_from_settings(settings: Settings, *, bos_token_id: int, eos_token_id: int) -> GenerationConfig:
+    """The serving decode config: the product settings plus the ids of the loaded vocabulary."""
+    return GenerationConfig(
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        num_beams=settings.num_beams,
+        max_new_tokens=settings.max_new_tokens,
+        repetition_penalty=settings.repetition_penalty,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+        length_penalty=settings.length_penalty,
+        num_return_sequences=min(settings.num_return_sequences, settings.num_beams),
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _problems(c: GenerationConfig):
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(c, name)
+        if not _is_int(value) or value < 0:
+            yield f"{name} must be a non-negative int, got {value!r}"
+    for name, low in (("num_beams", 1), ("max_new_tokens", 1), ("num_return_sequences", 1),
+                      ("min_new_tokens", 0), ("no_repeat_ngram_size", 0), ("top_k", 0)):
+        value = getattr(c, name)
+        if not _is_int(value) or value < low:
+            yield f"{name} must be an int >= {low}, got {value!r}"
+    for name in ("repetition_penalty", "temperature"):
+        value = getattr(c, name)
+        if not _is_number(value) or value <= 0:
+            yield f"{name} must be a finite number > 0, got {value!r}"
+    if not _is_number(c.top_p) or not 0 < c.top_p <= 1:
+        yield f"top_p must be in (0, 1], got {c.top_p!r}"
+    if not _is_number(c.length_penalty):
+        yield f"length_penalty must be a finite number, got {c.length_penalty!r}"
+    if not (isinstance(c.early_stopping, bool) or c.early_stopping == "never"):
+        yield f"early_stopping must be True, False or 'never', got {c.early_stopping!r}"
+    if not isinstance(c.do_sample, bool):
+        yield f"do_sample must be a bool, got {c.do_sample!r}"
+    if _is_int(c.min_new_tokens) and _is_int(c.max_new_tokens) and c.min_new_tokens > c.max_new_tokens:
+        yield f"min_new_tokens ({c.min_new_tokens}) exceeds max_new_tokens ({c.max_new_tokens})"
+    if c.do_sample is True and c.num_beams != 1:
+        yield "do_sample with num_beams > 1 (beam sampling) is not supported; use num_beams=1"
+    if (c.do_sample is False and _is_int(c.num_beams) and _is_int(c.num_return_sequences)
+            and c.num_return_sequences > c.num_beams):
+        yield (f"num_return_sequences ({c.num_return_sequences}) cannot exceed num_beams ({c.num_beams}) "
+               "without sampling")

@@ -1,0 +1,224 @@
+"""Score processors: small pure callables that reshape next-token scores before a search picks tokens.
+
+Each is called as ``proc(generated_ids: LongTensor[N, t], scores: FloatTensor[N, V]) -> FloatTensor[N, V]``
+and never modifies its inputs. ``generated_ids`` holds the tokens generated so far for each row (no BOS);
+all rows have the same length ``t``. Everything is vectorised over rows so one call serves every beam of
+every waiting request.
+
+Processors that carry per-request data (:class:`ContextNGramBlock`) take one entry per batch row. The
+searches lay rows out batch-major (the beams of request ``b`` are rows ``b*k .. b*k+k-1``); when they drop
+finished requests they call ``for_rows(batch_index)`` to get a processor matching the new row layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from chatbot.generation.config import GenerationConfig
+
+NEG_INF = float("-inf")
+
+
+class Processor(Protocol):
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
+
+
+class RepetitionPenalty:
+    """CTRL / Hugging Face repetition penalty: tokens already generated in a row become less likely.
+
+    A negative score is multiplied by ``penalty`` and a positive one divided by it, so ``penalty > 1``
+    always lowers the score whatever its sign.
+    """
+
+    def __init__(self, penalty: float) -> None:
+        if not penalty > 0:
+            raise ValueError(f"repetition penalty must be > 0, got {penalty!r}")
+        self.penalty = float(penalty)
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if generated_ids.size(1) == 0 or self.penalty == 1.0:
+            return scores
+        seen = scores.gather(1, generated_ids)  # [N, t]
+        seen = torch.where(seen < 0, seen * self.penalty, seen / self.penalty)
+        return scores.scatter(1, generated_ids, seen)
+
+
+def _ban(scores: torch.Tensor, tokens: torch.Tensor, banned: torch.Tensor) -> torch.Tensor:
+    """Set ``scores[i, tokens[i, j]] = -inf`` wherever ``banned[i, j]``; tokens/banned are [N, W]."""
+    if not bool(banned.any()):
+        return scores
+    rows = torch.arange(scores.size(0), device=scores.device)[:, None].expand_as(tokens)[banned]
+    out = scores.clone()
+    out[rows, tokens[banned]] = NEG_INF  # one copy of the scores, no [N, V] mask
+    return out
+
+
+class NoRepeatNGram:
+    """A token that would complete an n-gram already present in the row's generated text gets ``-inf``."""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"no-repeat n-gram size must be >= 1, got {n!r}")
+        self.n = n
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        n, t = self.n, generated_ids.size(1)
+        if t < n:  # no complete n-gram yet
+            return scores
+        grams = generated_ids.unfold(1, n, 1)  # [N, t-n+1, n]
+        prefix = generated_ids[:, t - n + 1:]  # [N, n-1]
+        match = (grams[:, :, : n - 1] == prefix[:, None, :]).all(dim=2)  # [N, W]
+        return _ban(scores, grams[:, :, n - 1], match)
+
+
+class ContextNGramBlock:
+    """Blocks n-grams copied from the customer's own words, so the bot does not parrot the customer.
+
+    ``context_ids`` has one token-id sequence per batch row (ids as fed to the model, copied OOVs included);
+    a negative id separates segments (turns), so no n-gram spans two of them.
+    """
+
+    def __init__(self, n: int, context_ids: Sequence[Sequence[int]] | Sequence[torch.Tensor]) -> None:
+        if n < 1:
+            raise ValueError(f"context n-gram size must be >= 1, got {n!r}")
+        if len(context_ids) == 0:
+            raise ValueError("context_ids needs one sequence per batch row")
+        self.n = n
+        self.num_batch_rows = len(context_ids)
+        # Context n-grams of every batch row, padded with -1 (never a token id): [B, W, n]
+        rows = [torch.as_tensor(list(map(int, ids)), dtype=torch.long) for ids in context_ids]
+        width = max(1, max(len(r) - n + 1 for r in rows))
+        grams = torch.full((len(rows), width, n), -1, dtype=torch.long)
+        for b, row in enumerate(rows):
+            if len(row) >= n:
+                grams[b, : len(row) - n + 1] = row.unfold(0, n, 1)
+        self._grams = grams
+        self._row_grams: torch.Tensor | None = None  # [N, W, n] once bound to a row layout
+
+    def for_rows(self, batch_index: torch.Tensor) -> ContextNGramBlock:
+        """The same block for a row layout where row ``i`` belongs to batch row ``batch_index[i]``."""
+        bound = object.__new__(ContextNGramBlock)
+        bound.n, bound.num_batch_rows, bound._grams = self.n, self.num_batch_rows, self._grams
+        bound._row_grams = self._grams.index_select(0, batch_index.to(self._grams.device))
+        return bound
+
+    def _grams_for(self, num_rows: int) -> torch.Tensor:
+        if self._row_grams is not None:
+            if self._row_grams.size(0) != num_rows:
+                raise ValueError(f"bound to {self._row_grams.size(0)} rows, called with {num_rows}")
+            return self._row_grams
+        if num_rows % self.num_batch_rows:
+            raise ValueError(f"{num_rows} rows do not split evenly over {self.num_batch_rows} contexts")
+        return self._grams.repeat_interleave(num_rows // self.num_batch_rows, dim=0)
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        n, t = self.n, generated_ids.size(1)
+        if t < n - 1:
+            return scores
+        grams = self._grams_for(scores.size(0)).to(scores.device)  # [N, W, n]
+        prefix = generated_ids[:, t - n + 1:]  # [N, n-1]
+        match = (grams[:, :, : n - 1] == prefix[:, None, :]).all(dim=2) & (grams[:, :, n - 1] >= 0)
+        return _ban(scores, grams[:, :, n - 1], match)
+
+
+class MinNewTokens:
+    """EOS is impossible until ``min_new_tokens`` tokens have been generated."""
+
+    def __init__(self, min_new_tokens: int, eos_token_id: int) -> None:
+        if min_new_tokens < 0 or eos_token_id < 0:
+            raise ValueError("min_new_tokens and eos_token_id must be >= 0")
+        self.min_new_tokens = min_new_tokens
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if generated_ids.size(1) >= self.min_new_tokens:
+            return scores
+        out = scores.clone()
+        out[:, self.eos_token_id] = NEG_INF
+        return out
+
+
+class SuppressTokens:
+    """Tokens that must never be written (padding, BOS, ``<unk>``, speaker and language markers) get ``-inf``."""
+
+    def __init__(self, token_ids: Sequence[int]) -> None:
+        if any(int(i) < 0 for i in token_ids):
+            raise ValueError("token ids must be >= 0")
+        self.token_ids = torch.as_tensor(sorted(set(map(int, token_ids))), dtype=torch.long)
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return scores.index_fill(1, self.token_ids.to(scores.device), NEG_INF)
+
+
+class Temperature:
+    """Divides scores by ``temperature``: below 1 sharpens the sampling distribution, above 1 flattens it."""
+
+    def __init__(self, temperature: float) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return scores / self.temperature
+
+
+class TopK:
+    """Keeps the ``k`` best tokens of each row (ties at the k-th score are kept too); the rest get ``-inf``."""
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ValueError(f"top_k must be >= 1, got {k!r}")
+        self.k = k
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        k = min(self.k, scores.size(1))
+        kth = scores.topk(k, dim=1).values[:, -1:]  # [N, 1]
+        return scores.masked_fill(scores < kth, NEG_INF)
+
+
+class TopP:
+    """Nucleus filtering (Hugging Face semantics): keeps the smallest set of best tokens whose probability
+    reaches ``top_p``; always keeps at least the best token."""
+
+    def __init__(self, top_p: float) -> None:
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        self.top_p = float(top_p)
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        sorted_scores, order = scores.sort(dim=1)  # ascending
+        cumulative = sorted_scores.softmax(dim=1).cumsum(dim=1)
+        drop_sorted = cumulative <= 1 - self.top_p
+        drop_sorted[:, -1] = False
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        return scores.masked_fill(drop, NEG_INF)
+
+
+def build_processors(
+    config: GenerationConfig, context_ids: Sequence[Sequence[int]] | None = None
+) -> list[Processor]:
+    """The processors a config asks for, in Hugging Face order (penalties, blocks, then sampling warpers).
+
+    With ``context_ids`` (one sequence per batch row, normally the customer's turns) n-grams of size
+    ``no_repeat_ngram_size`` copied from the context are blocked as well.
+    """
+    procs: list[Processor] = []
+    if config.repetition_penalty != 1.0:
+        procs.append(RepetitionPenalty(config.repetition_penalty))
+    if config.no_repeat_ngram_size > 0:
+        procs.append(NoRepeatNGram(config.no_repeat_ngram_size))
+        if context_ids is not None:
+            procs.append(ContextNGramBlock(config.no_repeat_ngram_size, context_ids))
+    if config.min_new_tokens > 0:
+        procs.append(MinNewTokens(config.min_new_tokens, config.eos_token_id))
+    if config.do_sample:
+        if config.temperature != 1.0:
+            procs.append(Temperature(config.temperature))
+        if config.top_k > 0:
+            procs.append(TopK(config.top_k))
+        if config.top_p < 1.0:
+            procs.append(TopP(config.top_p))
+    return procs

@@ -1,0 +1,349 @@
+"""Beam, greedy and sampling search over any model that offers the step interface.
+
+The searches know nothing about GRUs or attention layers: a model only has to advance a batch of rows by
+one token (``step``) and select/duplicate rows of its state (``reorder``). All beams of all requests share
+one ``step`` call per generated token; rows whose request is finished are dropped from the state so they
+cost nothing afterwards. Everything per step is tensor work over rows -- there is no Python loop over
+hypotheses.
+
+Scores: a hypothesis scores the sum of the processed log-probs of its generated tokens, EOS included,
+divided by ``scored_tokens ** length_penalty`` where ``scored_tokens = len(tokens) + 1`` for a reply that
+ended with EOS and ``len(tokens)`` for one cut at ``max_new_tokens`` (``finished=False``). Sampling scores
+a token by its log-prob under the (processed) distribution it was drawn from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from chatbot.generation.config import GenerationConfig
+from chatbot.generation.processors import NEG_INF, Processor, build_processors
+
+
+class StepModel(Protocol):
+    """What a search needs from a model. ``state`` is opaque here except for two conventions: it is a
+    dataclass (or has ``__len__``) whose leading tensor dimension is the row count, and after ``step`` its
+    ``attention`` field holds that step's attention over source positions ``[N, S]`` (or ``None``)."""
+
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """tokens: LongTensor[N] (the previous token of each row) -> (log_probs FloatTensor[N, V], state)."""
+        ...
+
+    def reorder(self, state: Any, index: torch.Tensor) -> Any:
+        """The state whose row ``i`` is row ``index[i]`` of ``state`` (rows may repeat or be dropped)."""
+        ...
+
+
+@dataclass
+class Hypothesis:
+    """One decoded reply: generated ids without BOS/EOS, its length-normalised score, and optionally the
+    attention of each generated token over source positions (``FloatTensor[len(tokens), S]``)."""
+
+    tokens: list[int]
+    score: float
+    finished: bool = True
+    attention: torch.Tensor | None = None
+
+
+def _leading_tensor(state: Any) -> torch.Tensor:
+    values = (getattr(state, f.name) for f in dataclasses.fields(state)) if dataclasses.is_dataclass(state) \
+        else iter(state if isinstance(state, (tuple, list)) else ())
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value
+    raise TypeError(f"cannot find the row dimension of state of type {type(state).__name__}")
+
+
+def num_rows(state: Any) -> int:
+    """How many rows a model state holds (``len(state)`` if defined, else its first tensor's size(0))."""
+    if hasattr(state, "__len__") and not isinstance(state, (tuple, list)):
+        return len(state)
+    return _leading_tensor(state).size(0)
+
+
+def _attention(state: Any) -> torch.Tensor:
+    attention = getattr(state, "attention", None)
+    if attention is None:
+        raise ValueError("return_attention=True but the model state reports no attention")
+    return attention.float()
+
+
+def _bind(processors: Sequence[Processor], row_batch: torch.Tensor) -> list[Processor]:
+    """Processors fitted to the current row layout (row i belongs to batch row row_batch[i])."""
+    return [p.for_rows(row_batch) if hasattr(p, "for_rows") else p for p in processors]
+
+
+def _process(processors: Sequence[Processor], generated: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    for proc in processors:
+        scores = proc(generated, scores)
+    return scores
+
+
+def _resolve(config: GenerationConfig, processors: Sequence[Processor] | None) -> list[Processor]:
+    return build_processors(config) if processors is None else list(processors)
+
+
+class _Kept:
+    """The best ``size`` hypotheses of each batch row, held as tensors so merging is one sort per step."""
+
+    def __init__(self, batch: int, size: int, max_len: int, device: torch.device) -> None:
+        self.size, self.max_len = size, max_len
+        self.scores = torch.full((batch, size), NEG_INF, device=device)  # [B, K]
+        self.tokens = torch.zeros(batch, size, max_len, dtype=torch.long, device=device)  # [B, K, T]
+        self.lengths = torch.zeros(batch, size, dtype=torch.long, device=device)
+        self.finished = torch.zeros(batch, size, dtype=torch.bool, device=device)
+        self.attention: torch.Tensor | None = None  # [B, K, T, S]
+
+    def worst(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.scores[rows, -1]
+
+    def merge(self, rows: torch.Tensor, scores: torch.Tensor, tokens: torch.Tensor, finished: bool,
+              attention: torch.Tensor | None) -> None:
+        """rows: [R] batch rows (distinct); scores: [R, C]; tokens: [R, C, t]; attention: [R, C, t, S]."""
+        r, c, t = tokens.shape
+        all_scores = torch.cat([self.scores[rows], scores], dim=1)  # [R, K+C]
+        # stable: on ties, what was kept earlier stays ahead
+        order = all_scores.sort(dim=1, descending=True, stable=True).indices[:, : self.size]  # [R, K]
+        padded = tokens.new_zeros(r, c, self.max_len)
+        padded[:, :, :t] = tokens
+        self.scores[rows] = all_scores.gather(1, order)
+        self.tokens[rows] = _pick(torch.cat([self.tokens[rows], padded], dim=1), order)
+        self.lengths[rows] = torch.cat([self.lengths[rows], self.lengths.new_full((r, c), t)], 1).gather(1, order)
+        self.finished[rows] = torch.cat(
+            [self.finished[rows], self.finished.new_full((r, c), finished)], 1).gather(1, order)
+        if attention is not None:
+            if self.attention is None:
+                shape = (self.scores.size(0), self.size, self.max_len, attention.size(-1))
+                self.attention = attention.new_zeros(shape)
+            new = attention.new_zeros(r, c, self.max_len, attention.size(-1))
+            new[:, :, :t] = attention
+            self.attention[rows] = _pick(torch.cat([self.attention[rows], new], dim=1), order)
+
+    def results(self, count: int) -> list[list[Hypothesis]]:
+        out = []
+        for b in range(self.scores.size(0)):
+            hyps = [self._hypothesis(b, j) for j in range(count)
+                    if j == 0 or self.scores[b, j] > NEG_INF]
+            out.append(hyps)
+        return out
+
+    def _hypothesis(self, b: int, j: int) -> Hypothesis:
+        n = int(self.lengths[b, j])
+        attention = self.attention[b, j, :n].cpu() if self.attention is not None else None
+        return Hypothesis(self.tokens[b, j, :n].tolist(), float(self.scores[b, j]), bool(self.finished[b, j]),
+                          attention)
+
+
+def _pick(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """values[r, order[r, j], ...] for every r, j."""
+    index = order.view(*order.shape, *([1] * (values.dim() - 2))).expand(*order.shape, *values.shape[2:])
+    return values.gather(1, index)
+
+
+def _best_possible(best: torch.Tensor, generated: int, max_len: int, config: GenerationConfig) -> torch.Tensor:
+    """Highest score a live beam with summed score ``best`` and ``generated`` tokens could still reach."""
+    lp = config.length_penalty
+    if config.early_stopping == "never":
+        # future log-probs are <= 0, so over final lengths L in [generated+1, max_len] the normalised score
+        # is bounded by best / L**lp, which is monotone in L: check both ends.
+        shortest = min(generated + 1, max_len)
+        return torch.maximum(best / shortest**lp, best / max_len**lp)
+    return best / generated**lp  # HF heuristic: as if the beam ended now
+
+
+@torch.inference_mode()
+def beam_search(
+    model: StepModel,
+    state: Any,
+    config: GenerationConfig,
+    processors: Sequence[Processor] | None = None,
+    *,
+    return_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """Batched beam search: one list per batch row of ``state``, best first, ``num_return_sequences`` long
+    (shorter only when fewer replies have a finite score). ``processors`` default to the config's."""
+    if config.do_sample:
+        raise ValueError("config.do_sample is set: use sample()")
+    if config.num_beams == 1:
+        return greedy_search(model, state, config, processors, return_attention=return_attention)
+    procs = _resolve(config, processors)
+    batch, k, max_len = num_rows(state), config.num_beams, config.max_new_tokens
+    device = _leading_tensor(state).device
+    eos, lp = config.eos_token_id, config.length_penalty
+
+    active = torch.arange(batch, device=device)  # batch rows still searching
+    row_batch = active.repeat_interleave(k)  # [N] batch row of each live beam
+    state = model.reorder(state, row_batch)
+    bound = _bind(procs, row_batch)
+    beam_scores = torch.full((batch, k), NEG_INF, device=device)
+    beam_scores[:, 0] = 0.0  # all beams start identical: keep one so candidates are distinct
+    beam_scores = beam_scores.view(-1)  # [N]
+    tokens = torch.zeros(batch * k, 0, dtype=torch.long, device=device)  # [N, t]
+    history: torch.Tensor | None = None  # [N, t, S] attention of each generated token
+    last = torch.full((batch * k,), config.bos_token_id, dtype=torch.long, device=device)
+    kept = _Kept(batch, k, max_len, device)
+
+    for t in range(max_len):
+        log_probs, state = model.step(last, state)  # [N, V]
+        scores = _process(bound, tokens, log_probs)
+        n_rows, vocab = active.numel(), scores.size(1)
+        total = (beam_scores[:, None] + scores).view(n_rows, k * vocab)
+        top_scores, top_ids = total.topk(min(2 * k, k * vocab), dim=1)  # [A, C]
+        parent = top_ids // vocab + (torch.arange(n_rows, device=device) * k)[:, None]  # [A, C] beam row
+        token = top_ids % vocab
+        is_eos = token == eos
+        if return_attention:
+            step_attention = _attention(state)  # [N, S]
+            if history is None:
+                history = step_attention.new_zeros(step_attention.size(0), 0, step_attention.size(1))
+
+        # EOS among the k best candidates ends a hypothesis (t tokens + EOS scored)
+        ends = is_eos[:, :k] & torch.isfinite(top_scores[:, :k])
+        if bool(ends.any()):
+            ended_parent = parent[:, :k]
+            kept.merge(active, torch.where(ends, top_scores[:, :k] / (t + 1) ** lp, NEG_INF),
+                       tokens[ended_parent], True, history[ended_parent] if history is not None else None)
+
+        # the k best non-EOS candidates live on (EOS ones are pushed behind, order otherwise kept)
+        rank = torch.arange(top_ids.size(1), device=device)
+        pick = (is_eos.long() * top_ids.size(1) + rank).argsort(dim=1)[:, :k]  # [A, k]
+        live_scores = top_scores.gather(1, pick).masked_fill(is_eos.gather(1, pick), NEG_INF)
+        parent, token = parent.gather(1, pick), token.gather(1, pick)
+
+        if t + 1 == max_len:  # out of room: the live beams compete as cut-off replies
+            attention = None
+            if history is not None:
+                attention = torch.cat([history[parent], step_attention[parent][:, :, None]], dim=2)
+            kept.merge(active, live_scores / max_len**lp,
+                       torch.cat([tokens[parent], token[:, :, None]], dim=2), False, attention)
+            break
+
+        if config.early_stopping is True:
+            done = torch.isfinite(kept.worst(active))
+        else:
+            done = kept.worst(active) >= _best_possible(live_scores.max(dim=1).values, t + 1, max_len, config)
+        if bool(done.any()):
+            keep = ~done
+            active, parent, token, live_scores = active[keep], parent[keep], token[keep], live_scores[keep]
+            if active.numel() == 0:
+                break
+            bound = _bind(procs, active.repeat_interleave(k))
+
+        flat = parent.reshape(-1)  # [N'] source row of every surviving beam
+        tokens = torch.cat([tokens[flat], token.reshape(-1, 1)], dim=1)
+        if history is not None:
+            history = torch.cat([history[flat], step_attention[flat][:, None]], dim=1)
+        beam_scores = live_scores.reshape(-1)
+        state = model.reorder(state, flat)
+        last = token.reshape(-1)
+
+    return kept.results(config.num_return_sequences)
+
+
+Chooser = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: StepModel,
+    state: Any,
+    config: GenerationConfig,
+    processors: Sequence[Processor] | None = None,
+    *,
+    return_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """Always the best next token: one hypothesis per batch row."""
+    if config.num_return_sequences != 1:
+        raise ValueError("greedy search returns one sequence; set num_return_sequences=1 or use beams")
+
+    def best(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, ids = scores.max(dim=1)
+        return ids, values
+
+    return _decode_rows(model, state, config, _resolve(config, processors), best, 1, return_attention)
+
+
+@torch.inference_mode()
+def sample(
+    model: StepModel,
+    state: Any,
+    config: GenerationConfig,
+    processors: Sequence[Processor] | None = None,
+    *,
+    return_attention: bool = False,
+    generator: torch.Generator | None = None,
+) -> list[list[Hypothesis]]:
+    """Ancestral sampling: ``num_return_sequences`` independent draws per batch row, best score first."""
+    if config.num_beams != 1:
+        raise ValueError("sample() draws with num_beams=1")
+
+    def draw(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs = scores.log_softmax(dim=1)
+        probs = log_probs.exp().nan_to_num(0.0)
+        dead = probs.sum(dim=1) == 0  # every token blocked: end the row
+        probs[dead, config.eos_token_id] = 1.0
+        ids = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return ids, log_probs.gather(1, ids[:, None]).squeeze(1).nan_to_num(NEG_INF)
+
+    procs = _resolve(config, processors)
+    return _decode_rows(model, state, config, procs, draw, config.num_return_sequences, return_attention)
+
+
+def _decode_rows(
+    model: StepModel, state: Any, config: GenerationConfig, procs: list[Processor], choose: Chooser,
+    copies: int, return_attention: bool,
+) -> list[list[Hypothesis]]:
+    """One token per row per step for ``copies`` copies of every batch row; ended rows leave the state."""
+    batch, max_len, lp, eos = num_rows(state), config.max_new_tokens, config.length_penalty, config.eos_token_id
+    device = _leading_tensor(state).device
+    row_batch = torch.arange(batch, device=device).repeat_interleave(copies)  # [N]
+    if copies > 1:
+        state = model.reorder(state, row_batch)
+    alive = torch.arange(batch * copies, device=device)  # original row of each live row
+    bound = _bind(procs, row_batch)
+    tokens = torch.zeros(alive.numel(), 0, dtype=torch.long, device=device)
+    sums = torch.zeros(alive.numel(), device=device)
+    last = torch.full((alive.numel(),), config.bos_token_id, dtype=torch.long, device=device)
+    kept = _Kept(batch * copies, 1, max_len, device)  # one slot per row
+    history: torch.Tensor | None = None
+
+    for t in range(max_len):
+        log_probs, state = model.step(last, state)
+        token, token_score = choose(_process(bound, tokens, log_probs))
+        sums = sums + token_score
+        if return_attention:
+            step_attention = _attention(state)
+            history = step_attention[:, None] if history is None else torch.cat(
+                [history, step_attention[:, None]], dim=1)
+        ended = token == eos
+        if bool(ended.any()):
+            kept.merge(alive[ended], (sums[ended] / (t + 1) ** lp)[:, None], tokens[ended][:, None], True,
+                       history[ended][:, None, :t] if history is not None else None)
+        tokens = torch.cat([tokens, token[:, None]], dim=1)
+        if t + 1 == max_len:
+            cut = ~ended
+            if bool(cut.any()):
+                kept.merge(alive[cut], (sums[cut] / max_len**lp)[:, None], tokens[cut][:, None], False,
+                           history[cut][:, None] if history is not None else None)
+            break
+        if bool(ended.any()):
+            keep = (~ended).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            alive, tokens, sums, token = alive[keep], tokens[keep], sums[keep], token[keep]
+            history = history[keep] if history is not None else None
+            state = model.reorder(state, keep)
+            bound = _bind(procs, row_batch[alive])
+        last = token
+
+    per_row = [hyps[0] for hyps in kept.results(1)]
+    out = []
+    for b in range(batch):
+        group = per_row[b * copies:(b + 1) * copies]
+        out.append(sorted(group, key=lambda h: h.score, reverse=True))
+    return out
