@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     handoff_min_score: float = Field(-2.5, description="Length-normalised log-prob below which the "
                                      "conversation goes to a person.")
     handoff_min_margin: float = Field(0.0, ge=0)
+    handoff_low_ratings: int = Field(2, ge=1, description="Disliked bot replies in one conversation "
+                                     "before it goes to a person.")
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(5.0, ge=0)
     queue_max_size: int = Field(256, ge=1)
@@ -64,9 +66,26 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
     secret_key: SecretStr = Field(SecretStr(""), description="Signs agent sessions; generated if empty.")
+    demo_password: SecretStr = Field(SecretStr(""), description="Password `chatbot demo` gives the demo agent "
+                                     "and admin it creates; generated (and printed once) if empty.")
 
     # --- training -----------------------------------------------------------------------------------
     nightly_dir: Path | None = Field(None, description="Reports and candidate models; default data_dir/nightly.")
+    nightly_eval_data: list[str] = Field(default_factory=list, description="Extra --data specs (e.g. "
+                                         "sgd:PATH/dev) added to the gate's fixed evaluation set.")
+    nightly_eval_limit: int = Field(300, ge=1, description="Evaluation pairs per source in the gate.")
+    nightly_dev_fraction: float = Field(0.1, gt=0, lt=1, description="Share of exported conversations "
+                                        "held out of nightly training for the gate.")
+    nightly_max_minutes: float = Field(15.0, gt=0)
+    nightly_train_config: Path | None = Field(None, description="Training config TOML for nightly runs "
+                                              "(TrainConfig fields; defaults: 3 fine-tune epochs).")
+    nightly_stale_lock_s: float = Field(600.0, gt=0, description="A nightly job without a heartbeat "
+                                        "for this long is considered dead and its lock taken over.")
+    gate_chrf_margin: float = Field(1.0, ge=0, description="chrF points a candidate may lose.")
+    gate_perplexity_margin: float = Field(0.05, ge=0, description="Relative perplexity increase allowed.")
+    gate_entity_margin: float = Field(0.02, ge=0, description="Entity-copy recall a candidate may lose.")
+    gate_regression_chrf_margin: float = Field(2.0, ge=0, description="Mean chrF a candidate may lose "
+                                               "on agent-approved replies.")
 
     @field_validator("data_dir", "model_dir", "nightly_dir", mode="after")
     @classmethod

@@ -1,0 +1,191 @@
+"""`chatbot train`, `chatbot eval`, `chatbot models list|promote|rollback`, `chatbot nightly`, `chatbot distill`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from chatbot.cli import CliError, app, echo_json, get_settings
+
+models_app = typer.Typer(help="Model registry: list versions, promote one, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+DATA_HELP = "'db' (the store's export) or FORMAT:PATH, e.g. sgd:../shared/data/sgd/train. Repeatable."
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Expected failures (bad data, bad config, no model, database down) as one line, exit status 1."""
+    from chatbot.model.checkpoint import CheckpointError
+    from chatbot.store.db import StoreError
+    from training.sources import SourceError
+    from training.train import TrainError
+
+    try:
+        yield
+    except (SourceError, TrainError, CheckpointError, StoreError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _store(settings: Any) -> Any:
+    from chatbot.store.manager import ConversationStore
+
+    return ConversationStore(settings)
+
+
+def load_specs(specs: list[str], settings: Any, max_turns: int) -> list[Any]:
+    """Pairs of every --data spec; opens the store only when one of them is ``db``."""
+    from training.sources import load_pairs
+
+    if "db" not in specs:
+        return load_pairs(specs, max_turns)
+    with _store(settings) as store:
+        return load_pairs(specs, max_turns, store=store)
+
+
+@app.command("train")
+def train_cmd(
+    ctx: typer.Context,
+    data: list[str] = typer.Option(..., "--data", help=DATA_HELP),
+    out: Path = typer.Option(..., "--out", help="Output directory (metrics, plots, checkpoints, model/)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Training config TOML (TrainConfig fields)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.01, help="Stop (and save) after M minutes."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a seq2seq model on one or more data sources."""
+    from training.sources import split_dev
+    from training.train import TrainConfig, decoding_of, train
+
+    settings = get_settings(ctx)
+    with _clear_errors():
+        cfg = TrainConfig.from_toml(config)
+        pairs = load_specs(data, settings, cfg.max_turns)
+        train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction)
+        typer.echo(f"{len(train_pairs)} training pairs, {len(dev_pairs)} dev pairs", err=True)
+        result = train(train_pairs, dev_pairs, out, cfg, resume=resume, max_minutes=max_minutes,
+                       threads=settings.torch_threads, decoding=decoding_of(settings))
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        typer.echo(f"trained {result.steps} steps ({result.stopped}); model in {result.model_dir}; "
+                   f"best dev loss {result.best_dev_loss}")
+
+
+@app.command("eval")
+def eval_cmd(
+    ctx: typer.Context,
+    model: Path = typer.Option(..., "--model", help="Model directory (a checkpoint, e.g. OUT/model)."),
+    data: list[str] = typer.Option(..., "--data", help=DATA_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N pairs only."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write per-example rows to this CSV file."),
+) -> None:
+    """Generate replies and report BLEU, chrF, ROUGE-L, METEOR, distinct-n, perplexity, entity copying."""
+    from training.evaluate import evaluate_model
+
+    settings = get_settings(ctx)
+    with _clear_errors():
+        pairs = load_specs(data, settings, settings.context_turns)
+        report = evaluate_model(model, pairs, settings, limit=limit)
+    if out is not None:
+        report.write_csv(out)
+    if as_json:
+        echo_json(report.metrics)
+    else:
+        for key, value in report.metrics.items():
+            typer.echo(f"{key:>20} {value:.4f}" if isinstance(value, float) else f"{key:>20} {value}")
+
+
+def _version_row(v: Any) -> dict[str, Any]:
+    return {"id": v.id, "name": v.name, "status": v.status, "path": v.path, "created_at": v.created_at,
+            "promoted_at": v.promoted_at, "metrics": v.metrics, "notes": v.notes}
+
+
+@models_app.command("list")
+def models_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Registered model versions, newest first."""
+    from chatbot.store import registry
+
+    with _clear_errors(), _store(get_settings(ctx)) as store, store.transaction(read_only=True) as s:
+        rows = [_version_row(v) for v in registry.list_versions(s)]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        typer.echo("no model versions registered")
+    for r in rows:
+        chrf = (r["metrics"] or {}).get("chrf")
+        typer.echo(f"{r['id']:>4}  {r['status']:<9}  {r['name']:<32}  chrF={chrf if chrf is not None else '-'}  {r['path']}")
+
+
+@models_app.command("promote")
+def models_promote(ctx: typer.Context, version_id: int = typer.Argument(..., help="Model version id.")) -> None:
+    """Make a version active by hand (the previous active one is retired)."""
+    from chatbot.store import registry
+
+    with _clear_errors(), _store(get_settings(ctx)) as store, store.transaction() as s:
+        v = registry.promote(s, version_id, reason="manual (chatbot models promote)")
+        typer.echo(f"model version {v.id} ({v.name}) is now active")
+
+
+@models_app.command("rollback")
+def models_rollback(ctx: typer.Context) -> None:
+    """Re-activate the version that served before the active one."""
+    from chatbot.store import registry
+
+    with _clear_errors(), _store(get_settings(ctx)) as store, store.transaction() as s:
+        v = registry.rollback(s)
+        typer.echo(f"rolled back: model version {v.id} ({v.name}) is active again")
+
+
+@app.command("nightly")
+def nightly_cmd(
+    ctx: typer.Context,
+    full: bool = typer.Option(False, "--full", help="Train from scratch instead of fine-tuning the active model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Export new transcripts, fine-tune, evaluate, gate, and promote or reject (one run at a time)."""
+    from training.nightly import NightlyError, run_nightly
+
+    settings = get_settings(ctx)
+    try:
+        with _clear_errors():
+            report = run_nightly(settings, full=full)
+    except NightlyError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        echo_json(report)
+    else:
+        typer.echo(f"nightly {report['decision']}: {report.get('summary', '')}; report in {report['report_dir']}")
+
+
+@app.command("distill")
+def distill_cmd(
+    ctx: typer.Context,
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher model directory."),
+    out: Path = typer.Option(..., "--out", help="Output directory for the student run."),
+    data: list[str] = typer.Option(..., "--data", help="Contexts to distil on. " + DATA_HELP),
+    size: str = typer.Option("small", "--size", help="Student size: tiny or small."),
+    eval_limit: int = typer.Option(200, "--eval-limit", min=1, help="Dev pairs used to compare teacher and student."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.01, help="Student training time limit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Train a smaller student on the teacher's beam-search replies (sequence-level distillation)."""
+    from training.distill import distill
+
+    settings = get_settings(ctx)
+    with _clear_errors():
+        pairs = load_specs(data, settings, settings.context_turns)
+        report = distill(teacher, out, pairs, settings, size=size, eval_limit=eval_limit, max_minutes=max_minutes)
+    if as_json:
+        echo_json(report)
+    else:
+        for who in ("teacher", "student"):
+            r = report[who]
+            typer.echo(f"{who}: {r['parameters']:,} params, {r['size_mb']:.1f} MB, {r['replies_per_s']:.1f} replies/s, "
+                       f"chrF {r['chrf']:.2f}, BLEU {r['bleu']:.2f}")

@@ -1,0 +1,101 @@
+"""Metric correctness against reference implementations (rouge-score, nltk METEOR, sacrebleu)."""
+
+from __future__ import annotations
+
+import pytest
+
+from training import metrics
+
+SENTENCES = [
+    ("the cat sat on the mat", "the cat was sitting on the mat"),
+    ("your flight leaves at nine", "the flight to denver leaves at nine in the morning"),
+    ("i booked a table for two", "i have booked a table for two people at the restaurant"),
+    ("no match here", "completely different words"),
+    ("running runs ran", "he runs while running"),
+]
+
+
+def _ws(text: str) -> list[str]:
+    return text.lower().split()
+
+
+def test_rouge_l_matches_rouge_score_package():
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    hyps, refs = [h for h, _ in SENTENCES], [r for _, r in SENTENCES]
+    expected = sum(scorer.score(r, h)["rougeL"].fmeasure for h, r in SENTENCES) / len(SENTENCES)
+    assert metrics.rouge_l(hyps, refs, tokenizer=_ws) == pytest.approx(expected, abs=1e-9)
+
+
+def test_rouge_l_on_product_tokens_matches_rouge_score_on_plain_english():
+    pytest.importorskip("chatbot.text.tokenize")
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    for hyp, ref in SENTENCES:
+        assert metrics.rouge_l([hyp], [ref]) == pytest.approx(scorer.score(ref, hyp)["rougeL"].fmeasure, abs=1e-9)
+
+
+def test_rouge_l_counts_chinese_words():
+    pytest.importorskip("chatbot.text.tokenize")
+    score = metrics.rouge_l(["我想订一张去北京的机票"], ["我想订一张去上海的机票"])
+    assert 0.3 < score < 1.0
+
+
+def test_lcs_length():
+    assert metrics.lcs_length(list("ABCBDAB"), list("BDCABA")) == 4
+    assert metrics.lcs_length([], ["a"]) == 0
+
+
+def test_meteor_matches_nltk_without_synonyms():
+    from nltk.stem.porter import PorterStemmer
+    from nltk.translate.meteor_score import single_meteor_score
+
+    class NoSynonyms:  # WordNet is not shipped; exact + stem stages only
+        def synsets(self, *args, **kwargs):
+            return []
+
+    for hyp, ref in SENTENCES:
+        expected = single_meteor_score(_ws(ref), _ws(hyp), stemmer=PorterStemmer(), wordnet=NoSynonyms())
+        assert metrics.meteor([hyp], [ref], tokenizer=_ws) == pytest.approx(expected, abs=1e-9), (hyp, ref)
+
+
+def test_meteor_stem_matching_scores_above_exact_only():
+    stem_only = metrics.meteor(["booking flights"], ["booked flight"], tokenizer=_ws)
+    assert stem_only > 0.0
+    assert metrics.meteor(["zzz"], ["booked flight"], tokenizer=_ws) == 0.0
+
+
+def test_bleu_and_chrf_follow_sacrebleu():
+    import sacrebleu
+
+    hyps, refs = [h for h, _ in SENTENCES], [r for _, r in SENTENCES]
+    assert metrics.bleu(hyps, refs) == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert metrics.chrf(hyps, refs) == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    assert metrics.bleu(refs, refs) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="hypotheses"):
+        metrics.bleu(hyps, refs[:-1])
+
+
+def test_distinct_n():
+    assert metrics.distinct_n(["a b a b"], 1, tokenizer=_ws) == pytest.approx(2 / 4)
+    assert metrics.distinct_n(["a b a b"], 2, tokenizer=_ws) == pytest.approx(2 / 3)
+    assert metrics.distinct_n(["a", "a"], 2, tokenizer=_ws) == 0.0
+
+
+def test_entity_copy_recall_counts_only_values_in_context_and_reference():
+    contexts = ["I want to fly to Denver on March 3rd", "Book Sushi Zen please"]
+    references = ["Your flight to Denver on March 3rd is booked", "Sushi Zen is booked for 7 pm"]
+    hypotheses = ["Flight to denver booked", "Sushi Zen is booked"]
+    slots = [["Denver", "March 3rd", "United"], ["Sushi Zen", "7 pm"]]
+    # copyable: Denver, March 3rd (United not in reference), Sushi Zen (7 pm not in context) -> 2 of 3
+    assert metrics.entity_copy_recall(contexts, references, hypotheses, slots) == pytest.approx(2 / 3)
+    assert metrics.entity_copy_recall(["x"], ["y"], ["z"], [["Denver"]]) is None
+
+
+def test_perplexity():
+    import math
+
+    assert metrics.perplexity(10 * math.log(4), 10) == pytest.approx(4.0)
+    assert metrics.perplexity(0.0, 0) is None

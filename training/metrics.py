@@ -1,0 +1,225 @@
+"""Reply-quality metrics: BLEU, chrF, ROUGE-L, METEOR, distinct-n and entity-copy recall.
+
+Pure functions over strings so evaluation, the promotion gate, distillation and the retrieval baseline
+all score replies the same way. ROUGE-L and distinct-n count the product's own tokens (so Chinese is
+split into words, not characters or whole sentences); BLEU and chrF follow sacrebleu for comparability
+with published numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+Tokenizer = Callable[[str], list[str]]
+
+
+def _product_tokens(text: str) -> list[str]:
+    """Lower-cased product tokens; the language is detected per text (Chinese is split into words)."""
+    from chatbot.text.tokenize import detect_language, tokenize
+
+    return [t.lower() for t in tokenize(text, detect_language(text))]
+
+
+# --- sacrebleu ------------------------------------------------------------------------------------
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str], language: str = "en") -> float:
+    """Corpus BLEU (0-100); Chinese uses sacrebleu's ``zh`` tokenizer."""
+    import sacrebleu
+
+    _check_lengths(hypotheses, references)
+    tokenize = "zh" if language == "zh" else "13a"
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus chrF (0-100)."""
+    import sacrebleu
+
+    _check_lengths(hypotheses, references)
+    return float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)
+
+
+# --- ROUGE-L -------------------------------------------------------------------------------------
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Longest common subsequence length, O(len(a) * len(b)) time, O(len(b)) memory."""
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            cur[j] = prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1])
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l_pair(hypothesis: Sequence[str], reference: Sequence[str]) -> float:
+    """ROUGE-L F-measure (beta = 1, as in Google's ``rouge-score``) of two token lists."""
+    lcs = lcs_length(reference, hypothesis)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(hypothesis), lcs / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(hypotheses: Sequence[str], references: Sequence[str], tokenizer: Tokenizer | None = None) -> float:
+    """Mean sentence-level ROUGE-L F-measure (0-1) on product tokens."""
+    _check_lengths(hypotheses, references)
+    tok = tokenizer or _product_tokens
+    if not hypotheses:
+        return 0.0
+    return sum(rouge_l_pair(tok(h), tok(r)) for h, r in zip(hypotheses, references)) / len(hypotheses)
+
+
+# --- METEOR (exact + stem stages) ---------------------------------------------------------------
+
+_ALPHA, _BETA, _GAMMA = 0.9, 3.0, 0.5  # Lavie & Agarwal (2007) defaults, as in nltk
+
+
+def _align(hyp: list[str], ref: list[str], stem: Callable[[str], str]) -> list[tuple[int, int]]:
+    """Greedy unigram alignment: exact matches first, then stem matches, left to right."""
+    pairs: list[tuple[int, int]] = []
+    free_h, free_r = set(range(len(hyp))), set(range(len(ref)))
+    for form in (lambda w: w, stem):
+        hyp_forms = {i: form(hyp[i]) for i in free_h}
+        ref_forms = {j: form(ref[j]) for j in free_r}
+        for i in sorted(free_h):
+            for j in sorted(free_r):
+                if hyp_forms[i] == ref_forms[j]:
+                    pairs.append((i, j))
+                    free_h.discard(i)
+                    free_r.discard(j)
+                    break
+    return sorted(pairs)
+
+
+def _chunks(pairs: list[tuple[int, int]]) -> int:
+    chunks, prev = 0, None
+    for i, j in pairs:
+        if prev is None or (i, j) != (prev[0] + 1, prev[1] + 1):
+            chunks += 1
+        prev = (i, j)
+    return chunks
+
+
+def meteor_pair(hypothesis: Sequence[str], reference: Sequence[str], stem: Callable[[str], str]) -> float:
+    hyp, ref = list(hypothesis), list(reference)
+    pairs = _align(hyp, ref, stem)
+    matches = len(pairs)
+    if matches == 0:
+        return 0.0
+    precision, recall = matches / len(hyp), matches / len(ref)
+    fmean = precision * recall / (_ALPHA * precision + (1 - _ALPHA) * recall)
+    penalty = _GAMMA * (_chunks(pairs) / matches) ** _BETA
+    return fmean * (1 - penalty)
+
+
+def meteor(hypotheses: Sequence[str], references: Sequence[str], tokenizer: Tokenizer | None = None) -> float:
+    """Mean sentence METEOR (0-1) with exact and Porter-stem matching (no synonyms: WordNet is not shipped)."""
+    from nltk.stem.porter import PorterStemmer
+
+    _check_lengths(hypotheses, references)
+    tok = tokenizer or _product_tokens
+    stemmer = PorterStemmer()
+    cache: dict[str, str] = {}
+
+    def stem(word: str) -> str:
+        if word not in cache:
+            cache[word] = stemmer.stem(word)
+        return cache[word]
+
+    if not hypotheses:
+        return 0.0
+    return sum(meteor_pair(tok(h), tok(r), stem) for h, r in zip(hypotheses, references)) / len(hypotheses)
+
+
+# --- diversity -----------------------------------------------------------------------------------
+
+def distinct_n(hypotheses: Sequence[str], n: int, tokenizer: Tokenizer | None = None) -> float:
+    """Distinct n-grams over all n-grams of all replies (Li et al., 2016); low means generic replies."""
+    tok = tokenizer or _product_tokens
+    total, seen = 0, set()
+    for h in hypotheses:
+        tokens = tok(h)
+        grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
+
+
+# --- entity copying ------------------------------------------------------------------------------
+
+def copyable_entities(context: str, reference: str, slot_values: Sequence[str]) -> list[str]:
+    """Slot values that the reference reply uses and the context already contains (so a reply can copy them)."""
+    ctx, ref = context.lower(), reference.lower()
+    out: list[str] = []
+    for value in slot_values:
+        v = value.strip().lower()
+        if v and v in ref and v in ctx and v not in out:
+            out.append(v)
+    return out
+
+
+def entity_copy_counts(context: str, reference: str, hypothesis: str, slot_values: Sequence[str]) -> tuple[int, int]:
+    """(copied, copyable) for one example."""
+    wanted = copyable_entities(context, reference, slot_values)
+    hyp = hypothesis.lower()
+    return sum(1 for v in wanted if v in hyp), len(wanted)
+
+
+def entity_copy_recall(
+    contexts: Sequence[str], references: Sequence[str], hypotheses: Sequence[str], slot_values: Sequence[Sequence[str]]
+) -> float | None:
+    """Micro-averaged fraction of copyable slot values the replies contain; None when nothing was copyable."""
+    _check_lengths(hypotheses, references)
+    copied = copyable = 0
+    for c, r, h, s in zip(contexts, references, hypotheses, slot_values):
+        a, b = entity_copy_counts(c, r, h, s)
+        copied += a
+        copyable += b
+    return copied / copyable if copyable else None
+
+
+# --- all together --------------------------------------------------------------------------------
+
+@dataclass
+class Scored:
+    """Inputs of a metric report; one entry per evaluated example."""
+
+    contexts: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    hypotheses: list[str] = field(default_factory=list)
+    slot_values: list[list[str]] = field(default_factory=list)
+
+
+def text_metrics(scored: Scored, language: str = "en") -> dict[str, float | int | None]:
+    """Every generation metric of the eval report except perplexity (which needs the model)."""
+    hyps, refs = scored.hypotheses, scored.references
+    n = len(hyps)
+    lengths = [len(_product_tokens(h)) for h in hyps]
+    return {
+        "bleu": bleu(hyps, refs, language) if n else 0.0,
+        "chrf": chrf(hyps, refs) if n else 0.0,
+        "rouge_l": rouge_l(hyps, refs),
+        "meteor": meteor(hyps, refs),
+        "distinct_1": distinct_n(hyps, 1),
+        "distinct_2": distinct_n(hyps, 2),
+        "entity_copy_recall": entity_copy_recall(scored.contexts, refs, hyps, scored.slot_values),
+        "n": n,
+        "avg_len": sum(lengths) / n if n else 0.0,
+    }
+
+
+def perplexity(total_nll: float, total_tokens: int) -> float | None:
+    """exp(mean token negative log-likelihood), capped to stay JSON-serialisable; None without tokens."""
+    if total_tokens == 0:
+        return None
+    return math.exp(min(total_nll / total_tokens, 50.0))
+
+
+def _check_lengths(hypotheses: Sequence[str], references: Sequence[str]) -> None:
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")

@@ -1,0 +1,201 @@
+"""Nightly retraining: export -> fine-tune -> evaluate -> gate -> promote or reject -> report.
+
+One run at a time: the job row is the lock (``chatbot.store.jobs``), refreshed by a heartbeat thread
+while training runs. A run killed halfway leaves its work directory and progress in its job row; the
+next run takes over the stale lock and continues in the same directory (training resumes from its
+last checkpoint, an already registered candidate is not registered twice). The report (JSON and
+Markdown) goes to the job row and to the work directory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chatbot.settings import Settings
+
+KIND = "nightly"
+HEARTBEAT_S = 20.0
+
+
+class NightlyError(RuntimeError):
+    """The nightly run could not complete; the message says why (also stored in the job row)."""
+
+
+class _Heartbeat(threading.Thread):
+    """Refresh the job's heartbeat in its own short transactions while the main thread works."""
+
+    def __init__(self, store: Any, job_id: int, every_s: float) -> None:
+        super().__init__(daemon=True, name="nightly-heartbeat")
+        self.store, self.job_id, self.every_s = store, job_id, every_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from chatbot.store import jobs
+
+        while not self.stopped.wait(self.every_s):
+            try:
+                with self.store.transaction() as s:
+                    jobs.heartbeat(s, self.job_id)
+            except Exception:  # a missed beat is retried; the stale limit is many beats long
+                continue
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def _progress(store: Any, job_id: int, /, **progress: Any) -> None:
+    from chatbot.store import jobs
+
+    with store.transaction() as s:
+        jobs.heartbeat(s, job_id, progress)
+
+
+def run_nightly(settings: Settings, *, full: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run one nightly job; returns the report, raises NightlyError (after recording it) on failure."""
+    from chatbot.store import jobs
+    from chatbot.store.manager import ConversationStore
+
+    with ConversationStore(settings) as store:
+        try:
+            with store.transaction() as s:
+                job, stale = jobs.acquire(s, KIND, settings.nightly_stale_lock_s)
+                job_id = job.id
+                resumed = dict(stale.report or {}) if stale is not None else {}
+                last = jobs.last_succeeded(s, KIND)
+                since = last.started_at if last is not None else None
+        except jobs.JobLocked as exc:
+            raise NightlyError(str(exc)) from None
+        if resumed.get("workdir") and resumed.get("full", False) == full:
+            workdir = Path(resumed["workdir"])
+        else:
+            resumed = {}
+            workdir = settings.effective_nightly_dir / f"job-{job_id}"
+        beat = _Heartbeat(store, job_id, HEARTBEAT_S)
+        beat.start()
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            _progress(store, job_id, workdir=str(workdir), full=full, since=since.isoformat() if since else None,
+                      resumed_from=resumed.get("job_id"), job_id=job_id)
+            report = _run(store, settings, job_id, workdir, full, since, resumed, progress)
+        except BaseException as exc:
+            beat.stop()
+            message = str(exc) or type(exc).__name__
+            with store.transaction() as s:
+                jobs.finish(s, job_id, "failed", {"phase": "failed"}, error=message)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise NightlyError(f"nightly job {job_id} failed: {message}") from exc
+        beat.stop()
+        status = "skipped" if report["decision"] == "skipped" else "succeeded"
+        with store.transaction() as s:
+            jobs.finish(s, job_id, status, report)
+        return report
+
+
+def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool, since: datetime | None,
+         resumed: dict[str, Any], progress: bool) -> dict[str, Any]:
+    from chatbot.store import registry
+    from training.gate import run_gate
+    from training.sources import db_pairs, is_dev, load_pairs
+    from training.train import STATE_FILE, TrainConfig, decoding_of, train
+
+    started = datetime.now().astimezone()
+    with store.transaction(read_only=True) as s:
+        active = registry.active_version(s)
+        active_info = {"id": active.id, "name": active.name, "path": active.path} if active else None
+    if active is None and not full:
+        raise NightlyError("no active model to fine-tune; run `chatbot nightly --full` to train one from scratch "
+                           "or promote a version with `chatbot models promote ID`")
+    defaults = {"epochs": 20 if full else 3, "warmup_steps": 50, "checkpoint_minutes": 2.0}
+    cfg = TrainConfig.from_toml(None, **{
+        **defaults, **_toml(settings.nightly_train_config), "dev_fraction": settings.nightly_dev_fraction,
+        "max_turns": settings.context_turns, "max_src_tokens": settings.context_max_tokens})
+    new_pairs, manifest = db_pairs(store, cfg.max_turns, since=None if full else since)
+    all_pairs = new_pairs if full or since is None else db_pairs(store, cfg.max_turns)[0]
+    train_pairs = [p for p in new_pairs if not is_dev(p, cfg.dev_fraction)]
+    heldout = [p for p in all_pairs if is_dev(p, cfg.dev_fraction)][: settings.nightly_eval_limit]
+    extra_eval = load_pairs(settings.nightly_eval_data, cfg.max_turns)[: settings.nightly_eval_limit] \
+        if settings.nightly_eval_data else []
+    regression = [p for p in all_pairs if (p.meta or {}).get("kind") == "approved"][: settings.nightly_eval_limit]
+    counts = {"exported_pairs": len(new_pairs), "exported_conversations": manifest.get("conversations", 0),
+              "train_pairs": len(train_pairs), "heldout_pairs": len(heldout), "extra_eval_pairs": len(extra_eval),
+              "regression_pairs": len(regression)}
+    report: dict[str, Any] = {"job_id": job_id, "started_at": started.isoformat(), "full": full,
+                              "since": since.isoformat() if since else None, "data": counts,
+                              "active_before": active_info, "report_dir": str(workdir)}
+    if not train_pairs:
+        report.update(decision="skipped", summary=f"no new training pairs since {report['since'] or 'the start'}")
+        return _write_report(workdir, report)
+    eval_pairs = heldout + extra_eval
+    if not eval_pairs:
+        raise NightlyError("the evaluation set is empty: no held-out reviewed transcripts and no "
+                           "nightly_eval_data configured")
+
+    train_dir = workdir / "train"
+    _progress(store, job_id, phase="train")
+    result = train(train_pairs, heldout[:200], train_dir, cfg, resume=(train_dir / STATE_FILE).exists(),
+                   max_minutes=settings.nightly_max_minutes, init_from=None if full else Path(active.path),
+                   threads=settings.torch_threads, progress=progress, decoding=decoding_of(settings))
+    report["training"] = result.to_dict()
+
+    candidate_id = resumed.get("candidate_id")
+    if candidate_id is None:
+        with store.transaction() as s:
+            v = registry.register(s, f"nightly-{job_id}-{started:%Y%m%d-%H%M}", str(result.model_dir),
+                                  manifest={"export": manifest, "training": result.to_dict(), "job_id": job_id})
+            candidate_id = v.id
+    _progress(store, job_id, phase="gate", candidate_id=candidate_id)
+
+    decision = run_gate(result.model_dir, Path(active.path) if active else None, eval_pairs, regression, settings,
+                        progress=progress)
+    with store.transaction() as s:
+        registry.set_metrics(s, candidate_id, {**decision.candidate, "gate": decision.to_dict()})
+        if decision.accepted:
+            registry.promote(s, candidate_id, reason=f"nightly job {job_id} passed the gate")
+        else:
+            registry.reject(s, candidate_id, decision.reasons)
+    report.update(candidate_id=candidate_id, decision="promoted" if decision.accepted else "rejected",
+                  reasons=decision.reasons, metrics={"candidate": decision.candidate, "active": decision.active},
+                  checks=decision.checks,
+                  summary=("candidate promoted" if decision.accepted else "candidate rejected: " + "; ".join(decision.reasons)))
+    return _write_report(workdir, report)
+
+
+def _toml(path: Path | None) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+
+
+def _write_report(workdir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    report["finished_at"] = datetime.now().astimezone().isoformat()
+    (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    (workdir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    return report
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Nightly job {report['job_id']}: {report['decision']}", "",
+             f"- started: {report['started_at']}", f"- new data since: {report['since'] or 'beginning'}",
+             f"- mode: {'full retrain' if report['full'] else 'fine-tune of the active model'}",
+             f"- summary: {report.get('summary', '')}", "", "## Data", "", "| count | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report["data"].items()]
+    metrics = report.get("metrics")
+    if metrics:
+        new, old = metrics.get("candidate") or {}, metrics.get("active") or {}
+        lines += ["", "## Metrics", "", "| metric | active | candidate |", "|---|---|---|"]
+        for key in ("bleu", "chrf", "rouge_l", "meteor", "perplexity", "entity_copy_recall", "distinct_1",
+                    "distinct_2", "regression_chrf", "n", "avg_len"):
+            lines.append(f"| {key} | {_cell(old.get(key))} | {_cell(new.get(key))} |")
+    if report.get("reasons"):
+        lines += ["", "## Why it was rejected", ""] + [f"- {r}" for r in report["reasons"]]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
