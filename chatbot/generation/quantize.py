@@ -11,8 +11,9 @@ calibration data and no separate checkpoint. What is quantized, and why (measure
   ``lm_head`` holding the same weights, which ``quantize_dynamic`` then converts. The embedding itself
   stays float: lookups are not matmuls.
 
-The encoder's bidirectional GRUs stay float: they run once per request over a packed sequence, and
-dynamic-quantized ``nn.GRU`` does not accept the packed input the encoder uses.
+- not the copy gate: its single output column runs slower through int8 kernels than in float;
+- the encoder's bidirectional ``nn.GRU``/``nn.LSTM`` layers (packed input included): about 3x faster
+  per request than in float.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     config = getattr(served, "config", None)
     if config is not None and getattr(config, "tie_embeddings", False):
         _untie_output(served)
-    cell_types = {type(cell) for cell in getattr(served, "cells", ())}
+    rnn_types = {type(m) for m in served.modules() if isinstance(m, (nn.RNNBase, nn.RNNCellBase))}
     with warnings.catch_warnings():  # torch announces the move of this API to torchao; it still works
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return quantize_dynamic(served, {nn.Linear, *cell_types}, dtype=torch.qint8)
+        quantized = quantize_dynamic(served, {nn.Linear, *rnn_types}, dtype=torch.qint8)
+    if getattr(served, "copy_gate", None) is not None:
+        quantized.copy_gate = served.copy_gate
+    return quantized
 
 
 def _untie_output(model: nn.Module) -> None:

@@ -145,6 +145,30 @@ def _pick(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index)
 
 
+_CHUNK = 64
+
+
+def row_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scores.topk(k, dim=1)`` for wide rows, several times faster on CPU (sorted, best first).
+
+    ``topk`` over a whole vocabulary costs about as much as the output layer. The k best scores lie in
+    the k chunks of 64 with the highest maxima, so one cheap vectorised ``amax`` pass selects k chunks
+    (plus the ragged tail) and ``topk`` runs over those few candidates only.
+    """
+    n, width = scores.shape
+    main = width - width % _CHUNK
+    if main // _CHUNK <= k:  # too narrow to gain anything
+        return scores.topk(k, dim=1)
+    maxima = scores[:, :main].view(n, main // _CHUNK, _CHUNK).amax(dim=2)  # [N, M]
+    chunks = maxima.topk(k, dim=1).indices  # [N, k]
+    offsets = torch.arange(_CHUNK, device=scores.device)
+    index = (chunks[:, :, None] * _CHUNK + offsets).view(n, k * _CHUNK)  # [N, k * 64] candidate ids
+    if main < width:
+        index = torch.cat([index, torch.arange(main, width, device=scores.device).expand(n, -1)], dim=1)
+    values, picked = scores.gather(1, index).topk(k, dim=1)
+    return values, index.gather(1, picked)
+
+
 def _best_possible(best: torch.Tensor, generated: int, max_len: int, config: GenerationConfig) -> torch.Tensor:
     """Highest score a live beam with summed score ``best`` and ``generated`` tokens could still reach."""
     lp = config.length_penalty
@@ -191,11 +215,14 @@ def beam_search(
     for t in range(max_len):
         log_probs, state = model.step(last, state)  # [N, V]
         scores = _process(bound, tokens, log_probs)
-        n_rows, vocab = active.numel(), scores.size(1)
-        total = (beam_scores[:, None] + scores).view(n_rows, k * vocab)
-        top_scores, top_ids = total.topk(min(2 * k, k * vocab), dim=1)  # [A, C]
-        parent = top_ids // vocab + (torch.arange(n_rows, device=device) * k)[:, None]  # [A, C] beam row
-        token = top_ids % vocab
+        n_rows, width = active.numel(), min(2 * k, scores.size(1))
+        # The 2k best continuations of a request lie among the 2k best of each of its beams: two small
+        # top-k passes instead of one over k * V scores per request.
+        beam_top, beam_ids = row_topk(scores, width)  # [N, W]
+        total = (beam_top + beam_scores[:, None]).view(n_rows, k * width)
+        top_scores, top_ids = total.topk(min(2 * k, k * width), dim=1)  # [A, C]
+        parent = top_ids // width + (torch.arange(n_rows, device=device) * k)[:, None]  # [A, C] beam row
+        token = beam_ids.view(n_rows, k * width).gather(1, top_ids)
         is_eos = token == eos
         if return_attention:
             step_attention = _attention(state)  # [N, S]

@@ -7,13 +7,20 @@ attention distribution over source tokens (See et al., 2017), so out-of-vocabula
 the conversation can be written in the reply.
 
 Search code only sees ``encode`` / ``step`` / ``reorder`` and ``DecoderState.attention``.
-Shapes: B batch, N decoding rows (batch x beams), S source length, T target length, E emb_dim,
-H hidden, L decoder layers, V vocabulary, X = V + most OOV source tokens of any row.
+Shapes: B batch (sources), N decoding rows (batch x beams), G = N // B rows per source, S source length,
+T target length, E emb_dim, H hidden, L decoder layers, V vocabulary, X = V + most OOV source tokens of
+any row.
+
+Decoding speed (see ``benchmarks/generation.py``): the encoder outputs are kept once per source, not once
+per beam -- the beams of a source are consecutive rows, so attention is a grouped ``bmm`` and ``reorder``
+copies only the small recurrent state; the copy mixture is computed in log space, touching the full
+vocabulary only with a log-softmax, and the source positions with a gather/scatter.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import torch
@@ -25,6 +32,7 @@ from chatbot.model.batch import Seq2SeqBatch
 from chatbot.text.vocab import PAD_ID, UNK_ID
 
 _PROB_FLOOR = 1e-30  # keeps log() finite where a mixture probability underflows
+_LOG_PROB_FLOOR = math.log(_PROB_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -58,20 +66,31 @@ class Seq2SeqConfig:
 
 @dataclass
 class DecoderState:
-    """Everything one decoding step needs; every tensor has the row dimension N first."""
+    """Everything one decoding step needs.
+
+    Per-row tensors (leading N) are the recurrent state. Per-source tensors (leading B) are computed once
+    by ``encode``: row ``n`` reads source ``n // G`` with ``G = N // B`` (the beams of a source are
+    consecutive rows), so beams never copy the encoder outputs.
+    """
 
     hidden: torch.Tensor  # [N, L, H]
     feed: torch.Tensor  # [N, H] previous attentional hidden state (input feeding)
-    enc_out: torch.Tensor  # [N, S, H]
-    enc_keys: torch.Tensor  # [N, S, H] attention projection of enc_out, computed once in encode
-    src_mask: torch.Tensor  # [N, S] bool
-    src_ext_ids: torch.Tensor  # [N, S] extended ids, where copied probability mass goes
+    enc_out: torch.Tensor  # [B, S, H]
+    enc_keys: torch.Tensor  # [B, S, H] attention projection of enc_out
+    src_bias: torch.Tensor  # [B, S] 0 on real tokens, -inf on padding (added to attention scores)
+    src_ext_ids: torch.Tensor  # [B, S] extended ids, where copied probability mass goes
+    copy_groups: torch.Tensor  # [B, S, S] 1 where two source positions hold the same extended id
     ext_size: int  # X, the width of step()'s log-probs
     cell: torch.Tensor | None = None  # [N, L, H] LSTM only
     attention: torch.Tensor | None = None  # [N, S] attention of the last step; padding gets exactly 0
 
     def __len__(self) -> int:
         return self.hidden.size(0)
+
+    @property
+    def group(self) -> int:
+        """G, the number of consecutive rows that share one source."""
+        return self.hidden.size(0) // self.enc_out.size(0)
 
 
 class Encoder(nn.Module):
@@ -88,12 +107,15 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, S, E], mask [B, S] -> outputs [B, S, H], summary [B, H] (last layer, both directions)."""
         lengths = mask.sum(1).cpu()
+        padded = bool((lengths < x.size(1)).any())
         final = None
         for i, (rnn, norm) in enumerate(zip(self.layers, self.norms)):
-            # Packing keeps padding out of the recurrences: a padded row encodes exactly as it would alone.
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, final = rnn(packed)
-            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # [B, S, H]
+            if padded:  # packing keeps padding out of the recurrences: a row encodes exactly as it would alone
+                packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+                out, final = rnn(packed)
+                out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # [B, S, H]
+            else:  # same result without the packing work (always the case for a single request)
+                out, final = rnn(x)
             out = self.drop(out)
             x = norm(out) if i == 0 else norm(x + out)
         h_n = final[0] if isinstance(final, tuple) else final  # [2, B, H/2]
@@ -141,12 +163,16 @@ class Seq2Seq(nn.Module):
         return self.lm_head(h)
 
     def _attend(self, query: torch.Tensor, state: DecoderState) -> torch.Tensor:
-        """query [N, H] -> attention [N, S]; masked positions get exactly 0."""
+        """query [N, H] -> attention [B, G, S] of each row over its own source; padding gets exactly 0."""
+        B, _, H = state.enc_keys.shape
+        q = query.view(B, -1, H)  # [B, G, H]
+        bias = state.src_bias.unsqueeze(1)  # [B, 1, S]
         if self.config.attention == "luong":
-            scores = torch.bmm(state.enc_keys, query.unsqueeze(2)).squeeze(2)  # [N, S]
+            scores = torch.baddbmm(bias, q, state.enc_keys.transpose(1, 2))  # [B, G, S]
         else:
-            scores = self.attn_v(torch.tanh(state.enc_keys + self.attn_query(query).unsqueeze(1))).squeeze(2)
-        return torch.softmax(scores.masked_fill(~state.src_mask, float("-inf")), dim=-1)
+            energy = torch.tanh(state.enc_keys.unsqueeze(1) + self.attn_query(q).unsqueeze(2))  # [B, G, S, H]
+            scores = self.attn_v(energy).squeeze(-1) + bias  # [B, G, S]
+        return torch.softmax(scores, dim=-1)
 
     def _advance(self, x: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, ...]:
         """One decoder step from the input embedding x [N, E].
@@ -165,8 +191,9 @@ class Seq2Seq(nn.Module):
             out = self.drop(h)
             inp = out if i == 0 else self.dec_norms[i - 1](inp + out)  # residual between stacked layers
         query = inp  # [N, H]
-        attn = self._attend(query, state)  # [N, S]
-        ctx = torch.bmm(attn.unsqueeze(1), state.enc_out).squeeze(1)  # [N, H]
+        attn = self._attend(query, state)  # [B, G, S]
+        ctx = torch.bmm(attn, state.enc_out).view_as(query)  # [N, H]
+        attn = attn.view(query.size(0), -1)  # [N, S]
         h_tilde = self.drop(torch.tanh(self.combine(torch.cat([ctx, query], dim=-1))))  # [N, H]
         new_state = replace(
             state,
@@ -179,42 +206,55 @@ class Seq2Seq(nn.Module):
 
     def _log_probs(
         self,
-        h_tilde: torch.Tensor,  # [..., H]
-        ctx: torch.Tensor,  # [..., H]
-        query: torch.Tensor,  # [..., H]
-        x: torch.Tensor,  # [..., E]
-        attn: torch.Tensor,  # [..., S]
-        src_ext_ids: torch.Tensor,  # [..., S]
-        ext_size: int,
+        h_tilde: torch.Tensor,  # [B, R, H]
+        ctx: torch.Tensor,  # [B, R, H]
+        query: torch.Tensor,  # [B, R, H]
+        x: torch.Tensor,  # [B, R, E]
+        attn: torch.Tensor,  # [B, R, S]
+        state: DecoderState,
     ) -> torch.Tensor:
-        """Log-probabilities [..., X] of the final distribution; ids no row can produce get -inf."""
-        V = self.config.vocab_size
-        logits = self._logits(h_tilde)  # [..., V]
+        """Log-probabilities [B, R, X] of the final distribution for R rows (beams or target positions) per
+        source; ids no row can produce get -inf.
+
+        The mixture ``p_gen * softmax(logits) + (1 - p_gen) * copy`` is formed in log space: the vocabulary
+        part is one log-softmax shifted by ``log p_gen``, and only the S source positions mix in copied
+        mass. Values equal ``log(max(p, 1e-30))`` of the probability-space mixture.
+        """
+        V, X = self.config.vocab_size, state.ext_size
+        logits = self._logits(h_tilde)  # [B, R, V]
         if not self.config.copy:
-            return F.pad(F.log_softmax(logits, dim=-1), (0, ext_size - V), value=float("-inf"))
-        p_gen = torch.sigmoid(self.copy_gate(torch.cat([ctx, query, x], dim=-1)))  # [..., 1]
-        probs = F.pad(p_gen * torch.softmax(logits, dim=-1), (0, ext_size - V))  # [..., X]
-        probs = probs.scatter_add(-1, src_ext_ids, (1.0 - p_gen) * attn)  # copy: attention mass to source ids
-        log_probs = probs.clamp_min(_PROB_FLOOR).log()
-        if ext_size > V:  # extended slots beyond this row's own OOVs do not exist
-            row_max = src_ext_ids.max(dim=-1, keepdim=True).values  # [..., 1]
-            slots = torch.arange(V, ext_size, device=probs.device)
-            log_probs[..., V:] = log_probs[..., V:].masked_fill(slots > row_max, float("-inf"))
-        return log_probs
+            log_probs = F.log_softmax(logits, dim=-1)
+            return F.pad(log_probs, (0, X - V), value=float("-inf")) if X > V else log_probs
+        gate = self.copy_gate(torch.cat([ctx, query, x], dim=-1))  # [B, R, 1], p_gen = sigmoid(gate)
+        log_probs = (F.log_softmax(logits, dim=-1) + F.logsigmoid(gate)).clamp_min(_LOG_PROB_FLOOR)  # [B, R, V]
+        if X > V:  # extended slots: only copying reaches them; those of no source token stay -inf
+            log_probs = F.pad(log_probs, (0, X - V), value=float("-inf"))  # [B, R, X]
+        ids = state.src_ext_ids.unsqueeze(1).expand_as(attn)  # [B, R, S]
+        # copy mass of every source position's id, summed over the positions holding that same id
+        copied = torch.bmm(torch.sigmoid(-gate) * attn, state.copy_groups)  # [B, R, S]
+        mixed = (log_probs.gather(-1, ids).exp() + copied).clamp_min(_PROB_FLOOR).log()  # [B, R, S]
+        if not log_probs.requires_grad:  # inference: duplicate ids write the same value
+            return log_probs.scatter_(-1, ids, mixed)
+        # training: the gathered tensor is needed for backward (no in-place), and the gradient of an id
+        # must flow back through one of its source positions only
+        first = (state.copy_groups.tril(-1).amax(dim=-1) == 0).unsqueeze(1)  # [B, 1, S]
+        return log_probs.scatter(-1, ids, torch.where(first, mixed, mixed.detach()))
 
     # --- step interface for search ---------------------------------------------------------------
     def encode(self, batch: Seq2SeqBatch) -> DecoderState:
         enc_out, summary = self.encoder(self._embed(batch.src_ids), batch.src_mask)  # [B, S, H], [B, H]
         B, H, L = enc_out.size(0), self.config.hidden, self.config.dec_layers
         hidden = torch.tanh(self.bridge(summary)).view(B, L, H)
+        ext = batch.src_ext_ids
         return DecoderState(
             hidden=hidden,
             cell=torch.zeros_like(hidden) if self.config.rnn == "lstm" else None,
             feed=enc_out.new_zeros(B, H),
             enc_out=enc_out,
             enc_keys=self.attn_key(enc_out),
-            src_mask=batch.src_mask,
-            src_ext_ids=batch.src_ext_ids,
+            src_bias=enc_out.new_zeros(batch.src_mask.shape).masked_fill(~batch.src_mask, float("-inf")),
+            src_ext_ids=ext,
+            copy_groups=(ext.unsqueeze(2) == ext.unsqueeze(1)).to(enc_out.dtype),  # [B, S, S]
             ext_size=batch.ext_vocab_size,
         )
 
@@ -222,16 +262,32 @@ class Seq2Seq(nn.Module):
         """tokens [N] (extended ids allowed) -> (log_probs [N, X], state with .attention [N, S])."""
         x = self._embed(tokens)  # [N, E]
         h_tilde, ctx, query, attn, state = self._advance(x, state)
-        return self._log_probs(h_tilde, ctx, query, x, attn, state.src_ext_ids, state.ext_size), state
+        B = state.enc_out.size(0)
+        per_source = (t.view(B, -1, t.size(-1)) for t in (h_tilde, ctx, query, x, attn))  # [B, G, ...]
+        return self._log_probs(*per_source, state).view(len(state), -1), state
 
     @staticmethod
     def reorder(state: DecoderState, index: torch.Tensor) -> DecoderState:
-        """Select / duplicate rows (beam expansion, pruning): index [N'] into the N rows."""
-        changes = {}
-        for f in fields(state):
-            value = getattr(state, f.name)
-            if isinstance(value, torch.Tensor):
-                changes[f.name] = value.index_select(0, index)
+        """Select / duplicate rows (beam expansion, pruning): index [N'] into the N rows.
+
+        Per-source tensors are copied only when the set of sources changes (a request finished); while
+        the new rows still come in equal consecutive groups per source -- beam search -- they are shared.
+        Any other layout (rows of one source scattered or uneven) gets one source copy per row.
+        """
+        src = torch.div(index, state.group, rounding_mode="floor")  # [N'] source of every new row
+        sources, counts = torch.unique_consecutive(src, return_counts=True)
+        grouped = src.numel() > 0 and bool((counts == counts[0]).all())
+        if grouped and sources.numel() == state.enc_out.size(0) and bool((sources == torch.arange(
+                sources.numel(), device=sources.device)).all()):
+            changes = {}  # same sources in the same order: nothing to copy
+        else:
+            pick = sources if grouped else src
+            changes = {name: getattr(state, name).index_select(0, pick)
+                       for name in ("enc_out", "enc_keys", "src_bias", "src_ext_ids", "copy_groups")}
+        for name in ("hidden", "feed", "cell", "attention"):
+            value = getattr(state, name)
+            if value is not None:
+                changes[name] = value.index_select(0, index)
         return replace(state, **changes)
 
     # --- training ----------------------------------------------------------------------------------
@@ -241,7 +297,6 @@ class Seq2Seq(nn.Module):
             raise ValueError("batch has no targets")
         state = self.encode(batch)
         T = batch.tgt_in.size(1)
-        src_ext = batch.src_ext_ids
         if teacher_forcing_ratio >= 1.0:
             x_all = self._embed(batch.tgt_in)  # [B, T, E]
             steps = []
@@ -250,8 +305,7 @@ class Seq2Seq(nn.Module):
                 steps.append(outputs)
             # The output layer and copy mixture run once over all steps: [B, T, ...]
             h_tilde, ctx, query, attn = (torch.stack([s[i] for s in steps], dim=1) for i in range(4))
-            src = src_ext.unsqueeze(1).expand(-1, T, -1)  # [B, T, S]
-            return self._log_probs(h_tilde, ctx, query, x_all, attn, src, state.ext_size)
+            return self._log_probs(h_tilde, ctx, query, x_all, attn, state)
         # Scheduled sampling (Bengio et al., 2015): per step, feed the model's own previous prediction.
         out = []
         tokens = batch.tgt_in[:, 0]
