@@ -6,7 +6,6 @@ import csv
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -77,7 +76,7 @@ def test_early_stopping_on_dev_loss(tiny_jsonl, tiny_config, tmp_path):
 
 def _cli(*args: str, cwd: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "CHATBOT_TORCH_THREADS": "1", "CHATBOT_DATA_DIR": str(cwd / "data")}
-    return subprocess.Popen([sys.executable, "-m", "chatbot.cli", *args] if False else ["chatbot", *args],
+    return subprocess.Popen(["chatbot", *args],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
