@@ -1,8 +1,9 @@
 """Serving benchmark: N simulated customers over HTTP against a real `chatbot serve`, batching on vs off.
 
 Each customer starts a conversation and sends messages back to back for ``--seconds``; the table shows
-replies/s, p50/p95 latency and errors for every (customers, batching) pair, side by side. "off" is the
-same server with ``batch_max_size=1``: one request decoded at a time.
+replies/s, p50/p95 latency, errors and the mean decoded batch size for every (customers, batching) pair,
+side by side. "off" is the same server with ``batch_max_size=1``: one request decoded at a time. The
+clients run on the same machine as the server, so on a small box they compete with it for the CPUs.
 
     python benchmarks/serve.py --model-dir runs/model            # a trained checkpoint
     python benchmarks/serve.py --tiny                            # a random tiny model, for a smoke run
@@ -120,13 +121,20 @@ def main() -> None:
         proc, url = start_server(model_dir, work / f"data-{label}", batch)
         try:
             for n in args.customers:
-                rows.append((n, label, run_load(url, n, args.seconds)))
+                before = httpx.get(url + "/api/v1/healthz").json()
+                result = run_load(url, n, args.seconds)
+                after = httpx.get(url + "/api/v1/healthz").json()
+                batches = after["batches"] - before["batches"]
+                result["mean_batch"] = (after["batched_requests"] - before["batched_requests"]) / max(batches, 1)
+                rows.append((n, label, result))
         finally:
             proc.terminate()
             proc.wait(10)
-    print(f"{'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7}")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; {args.seconds:.0f} s per row")
+    print(f"{'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7} {'batch':>6}")
     for n, label, r in sorted(rows, key=lambda row: (row[0], row[1] != "on")):
-        print(f"{n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['errors']:>7}")
+        print(f"{n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['errors']:>7} "
+              f"{r['mean_batch']:>6.1f}")
     by = {(n, label): r for n, label, r in rows}
     for n in args.customers:
         off = by[(n, "off")]["replies_s"]

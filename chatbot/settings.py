@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     # --- model and generation -----------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Serve this checkpoint directory instead of the "
                                    "registry's active version.")
-    torch_threads: int = Field(0, ge=0, description="torch.set_num_threads; 0 keeps torch's default.")
+    torch_threads: int = Field(0, ge=0, description="torch.set_num_threads; 0 keeps torch's default "
+                               "(serving: 1, for its single decode thread).")
     context_turns: int = Field(6, ge=1)
     context_max_tokens: int = Field(200, ge=8)
     num_beams: int = Field(5, ge=1)

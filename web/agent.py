@@ -9,12 +9,11 @@ from typing import Any
 
 import gradio as gr
 
-from chatbot.service.auth import AuthError
+from chatbot.service.admin import AdminService
 from chatbot.service.chat import ChatService, ReplayService
 from chatbot.service.views import MessageView
-from chatbot.store import registry
-from chatbot.store.db import StoreError
 from web.customer import as_text
+from web.errors import guarded
 from web.heatmap import heatmap_html
 from web.session import principal_from_request
 
@@ -38,6 +37,7 @@ def transcript_rows(messages: list[MessageView]) -> list[dict[str, str]]:
 
 def build_agent(service: ChatService) -> gr.Blocks:
     replays = ReplayService(service)
+    admin_views = AdminService(service)
 
     def who(request: gr.Request):
         return principal_from_request(service, request)
@@ -98,9 +98,7 @@ def build_agent(service: ChatService) -> gr.Blocks:
         return "Sent.", ""
 
     def versions(request: gr.Request):
-        who(request)
-        with service.store.transaction(read_only=True) as s:
-            choices = [(f"{v.name} ({v.status})", v.id) for v in registry.list_versions(s)]
+        choices = [(f"{v.name} ({v.status})", v.id) for v in admin_views.versions(who(request))]
         return gr.update(choices=[("active model", 0), *choices], value=0)
 
     def replay(message_id: int | None, version_id: int | None, beams: float, penalty: float,
@@ -111,20 +109,6 @@ def build_agent(service: ChatService) -> gr.Blocks:
                                 repetition_penalty=float(penalty), length_penalty=float(length_penalty))
         candidates = [[rank + 1, text, round(score, 3)] for rank, (text, score) in enumerate(result.candidates)]
         return result.text, candidates, "Replayed (nothing was sent to the customer)."
-
-    def guarded(fn):
-        """Show service refusals as a warning in the page instead of a generic error."""
-        import functools
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except AuthError as exc:
-                raise gr.Error(f"{exc} — sign in again at /login") from exc
-            except (StoreError, ValueError) as exc:
-                raise gr.Error(str(exc)) from exc
-        return wrapper
 
     with gr.Blocks(title="Agent console") as demo:
         gr.Markdown("## Agent console  ·  [admin](/admin)  ·  [sign out](/logout)")
@@ -158,7 +142,8 @@ def build_agent(service: ChatService) -> gr.Blocks:
                     edit_btn = gr.Button("Save edit", elem_id="agent-edit")
                     reject_btn = gr.Button("Reject", variant="stop", elem_id="agent-reject")
                 with gr.Accordion("Replay with another model or settings", open=False):
-                    version = gr.Dropdown(label="Model version", choices=[("active model", 0)], value=0)
+                    version = gr.Dropdown(label="Model version", choices=[("active model", 0)], value=0,
+                                          elem_id="agent-replay-version")
                     beams = gr.Slider(1, 10, value=service.settings.num_beams, step=1, label="num_beams")
                     penalty = gr.Slider(1.0, 2.0, value=service.settings.repetition_penalty, step=0.05,
                                         label="repetition_penalty")
@@ -166,7 +151,7 @@ def build_agent(service: ChatService) -> gr.Blocks:
                                                label="length_penalty")
                     replay_btn = gr.Button("Replay", elem_id="agent-replay")
                     with gr.Row():
-                        sent_text = gr.Textbox(label="Sent", interactive=False)
+                        sent_text = gr.Textbox(label="Sent", interactive=False, elem_id="agent-sent")
                         replay_text = gr.Textbox(label="Replayed", interactive=False, elem_id="agent-replayed")
                     replay_candidates = gr.Dataframe(headers=["rank", "candidate", "score"], interactive=False)
         timer = gr.Timer(2.0)

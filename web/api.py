@@ -104,7 +104,8 @@ def build_router(service: ChatService) -> APIRouter:
         service.store.stats()
         worker = service.worker
         return {"status": "ok", "model": str(worker.model_key) if worker and worker.model_key else None,
-                "queued": worker.queued if worker else 0}
+                "queued": worker.queued if worker else 0, "batches": worker.batches if worker else 0,
+                "batched_requests": worker.batched_requests if worker else 0}
 
     @router.post("/conversations", status_code=201, response_model=StartResponse, tags=["customer"])
     def start(body: StartRequest | None = None) -> StartResponse:

@@ -87,7 +87,7 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
             return who.username if who is not None and who.role in roles else None
         return dependency
 
-    mount = dict(ssr_mode=False, footer_links=[], theme=gr.themes.Soft(), css=CSS)
+    mount = {"ssr_mode": False, "footer_links": [], "theme": gr.themes.Soft(), "css": CSS}
     concurrency = settings.batch_max_size  # enough concurrent events to fill one generation batch
     gr.mount_gradio_app(app, build_agent(service).queue(default_concurrency_limit=concurrency), "/agent",
                         auth_dependency=staff_only("agent", "admin"), **mount)

@@ -28,8 +28,15 @@ from chatbot.service.auth import (
     verify_password,
 )
 from chatbot.service.batching import Busy, GenerationWorker
+from chatbot.service.groupcommit import GroupCommit
 from chatbot.service.handoff import NOTICE, HandoffReason, HandoffRules, decide
-from chatbot.service.views import ConversationView, MessageView, SendResult, visible_to_customer
+from chatbot.service.views import (
+    CUSTOMER_VISIBLE_STATES,
+    ConversationView,
+    MessageView,
+    SendResult,
+    visible_to_customer,
+)
 from chatbot.settings import Settings
 from chatbot.store import audit, registry
 from chatbot.store import conversations as repo
@@ -55,6 +62,7 @@ class ChatService:
         self.settings = settings
         self.worker = worker
         self.signer = signer or SessionSigner(session_secret(settings))
+        self.writes = GroupCommit(store)
         self.rules = HandoffRules(settings.handoff_min_score, settings.handoff_min_margin,
                                   settings.handoff_low_ratings)
 
@@ -90,21 +98,29 @@ class ChatService:
         """Store the customer's message; answer it if the bot owns the conversation.
 
         Raises ``InvalidMessage`` (nothing stored), ``IllegalTransition`` (closed), ``Busy`` (message
-        stored, no reply: the customer may try again).
+        stored, no reply: the customer may try again). Both writes go through the group commit, so the
+        replies of one decoded batch are stored in one transaction.
         """
-        with self.store.transaction() as s:
-            message = self._append(s, conversation_id, "customer", text)
-            conversation = repo.get_conversation(s, conversation_id)
-            mine = MessageView.of(message)
-            if decide(text, None, 0, self.rules) is HandoffReason.ASKED and conversation.status == "bot":
-                notice = self._hand_off(s, conversation_id, HandoffReason.ASKED)
-                return SendResult(conversation_id, "pending", mine, notice=notice, handoff=HandoffReason.ASKED.value)
-            if conversation.status != "bot":
-                return SendResult(conversation_id, conversation.status, mine)
-            language = conversation.language
-            context = self._context(s, conversation_id)
+        accepted = self.writes.run(lambda s: self._accept(s, conversation_id, text))
+        if isinstance(accepted, SendResult):
+            return accepted
+        mine, context, language = accepted
         generated = self._generate(context, language)
-        return self._store_reply(conversation_id, mine, text, generated)
+        return self.writes.run(lambda s: self._store_reply(s, conversation_id, mine, text, generated))
+
+    def _accept(
+        self, s: Session, conversation_id: int, text: str
+    ) -> SendResult | tuple[MessageView, list[tuple[str, str]], str]:
+        """Store the message; a ``SendResult`` when the bot must not answer, else what to generate from."""
+        message = self._append(s, conversation_id, "customer", text)
+        conversation = repo.get_conversation(s, conversation_id)
+        mine = MessageView.of(message)
+        if decide(text, None, 0, self.rules) is HandoffReason.ASKED and conversation.status == "bot":
+            notice = self._hand_off(s, conversation_id, HandoffReason.ASKED)
+            return SendResult(conversation_id, "pending", mine, notice=notice, handoff=HandoffReason.ASKED.value)
+        if conversation.status != "bot":
+            return SendResult(conversation_id, conversation.status, mine)
+        return mine, self._context(s, conversation_id), conversation.language
 
     def request_human(self, conversation_id: int) -> SendResult | None:
         """The "talk to a person" button: same as asking in words, without a customer message."""
@@ -144,11 +160,7 @@ class ChatService:
 
     # --- generation -----------------------------------------------------------------------------
     def _context(self, s: Session, conversation_id: int) -> list[tuple[str, str]]:
-        """The last N turns the customer actually saw (drafts, rejected replies and notices left out)."""
-        n = self.settings.context_turns
-        turns = [m for m in repo.last_turns(s, conversation_id, 3 * n)
-                 if m.role != "system" and visible_to_customer(m)]
-        return [(m.role, m.text) for m in turns[-n:]]
+        return visible_context(s, conversation_id, self.settings.context_turns)
 
     def _generate(self, context: list[tuple[str, str]], language: str | None) -> Any:
         if self.worker is None:
@@ -160,32 +172,31 @@ class ChatService:
             future.cancel()
             raise Busy("the assistant took too long to answer; please try again") from None
 
-    def _store_reply(self, conversation_id: int, mine: MessageView, text: str, generated: Any) -> SendResult:
+    def _store_reply(self, s: Session, conversation_id: int, mine: MessageView, text: str, generated: Any) -> SendResult:
         reply = generated.reply
         candidates = [(c_text, float(score)) for c_text, score in reply.candidates]
         reason = decide(text, candidates, 0, self.rules)
         model_version_id = getattr(generated.model_key, "version_id", None)
-        fields = dict(model_version_id=model_version_id, decoding=reply.decoding, confidence=float(reply.confidence),
-                      attention=reply.attention, candidates=candidates, max_chars=self.settings.max_message_chars)
-        with self.store.transaction() as s:
-            conversation = s.get(Conversation, conversation_id, with_for_update=True, populate_existing=True)
-            if conversation is None or conversation.status != "bot":
-                # An agent (or a handoff) took the conversation while we were decoding: the bot stays quiet.
-                log.info("dropped a reply for conversation %s: it is %s now", conversation_id,
-                         conversation.status if conversation else "gone")
-                return SendResult(conversation_id, conversation.status if conversation else "closed", mine)
-            if reason is HandoffReason.LOW_CONFIDENCE:
-                repo.append_message(s, conversation_id, "bot", reply.text or "…", review_state="draft",
-                                    meta={"handoff": reason.value}, **fields)
-                notice = self._hand_off(s, conversation_id, reason)
-                return SendResult(conversation_id, "pending", mine, notice=notice, handoff=reason.value)
-            draft = self.settings.review_mode == "draft"
-            stored = repo.append_message(s, conversation_id, "bot", reply.text or "…",
-                                         review_state="draft" if draft else "sent", **fields)
-            view = MessageView.of(stored)
-            if draft:
-                return SendResult(conversation_id, "bot", mine, awaiting_review=True)
-            return SendResult(conversation_id, "bot", mine, reply=view)
+        fields = {"model_version_id": model_version_id, "decoding": reply.decoding,
+                  "confidence": float(reply.confidence), "attention": reply.attention, "candidates": candidates,
+                  "max_chars": self.settings.max_message_chars}
+        conversation = s.get(Conversation, conversation_id, with_for_update=True, populate_existing=True)
+        if conversation is None or conversation.status != "bot":
+            # An agent (or a handoff) took the conversation while we were decoding: the bot stays quiet.
+            log.info("dropped a reply for conversation %s: it is %s now", conversation_id,
+                     conversation.status if conversation else "gone")
+            return SendResult(conversation_id, conversation.status if conversation else "closed", mine)
+        if reason is HandoffReason.LOW_CONFIDENCE:
+            repo.append_message(s, conversation_id, "bot", reply.text or "…", review_state="draft",
+                                meta={"handoff": reason.value}, **fields)
+            notice = self._hand_off(s, conversation_id, reason)
+            return SendResult(conversation_id, "pending", mine, notice=notice, handoff=reason.value)
+        draft = self.settings.review_mode == "draft"
+        stored = repo.append_message(s, conversation_id, "bot", reply.text or "…",
+                                     review_state="draft" if draft else "sent", **fields)
+        if draft:
+            return SendResult(conversation_id, "bot", mine, awaiting_review=True)
+        return SendResult(conversation_id, "bot", mine, reply=MessageView.of(stored))
 
     def _hand_off(self, s: Session, conversation_id: int, reason: HandoffReason) -> MessageView:
         repo.set_status(s, conversation_id, "pending")
@@ -342,6 +353,19 @@ class ChatService:
 _DUMMY_HASH = hash_password("not-a-real-password")
 
 
+def visible_context(s: Session, conversation_id: int, turns: int, before_seq: int | None = None) -> list[tuple[str, str]]:
+    """The last ``turns`` turns the customer actually saw (drafts, rejected replies and notices left out),
+    oldest first. Reads three columns only: a bot row's attention JSON costs more to load than a decode."""
+    query = (select(Message.role, Message.text, Message.review_state)
+             .where(Message.conversation_id == conversation_id, Message.role != "system")
+             .order_by(Message.seq.desc()).limit(3 * turns))
+    if before_seq is not None:
+        query = query.where(Message.seq < before_seq)
+    rows = [(role, text) for role, text, state in s.execute(query)
+            if role != "bot" or state in CUSTOMER_VISIBLE_STATES]
+    return rows[:turns][::-1]
+
+
 class ReplayService:
     """Regenerate a past bot reply with another model version or decoding settings, for agents only.
 
@@ -363,11 +387,8 @@ class ReplayService:
             message = s.get(Message, message_id)
             if message is None or message.role != "bot":
                 raise NotFound(f"no bot reply {message_id}")
-            conversation = repo.get_conversation(s, message.conversation_id)
-            earlier = [m for m in conversation.messages if m.seq < message.seq
-                       and m.role != "system" and visible_to_customer(m)]
-            context = [(m.role, m.text) for m in earlier[-svc.settings.context_turns:]]
-            language = conversation.language
+            context = visible_context(s, message.conversation_id, svc.settings.context_turns, before_seq=message.seq)
+            language = repo.get_conversation(s, message.conversation_id).language
         ref = version_ref(svc.store, version_id) if version_id is not None else active_model(svc.store, svc.settings)
         if ref is None:
             raise NotFound("no model to replay with")

@@ -28,9 +28,8 @@ def test_concurrent_requests_are_decoded_together():
 
 def test_batching_off_decodes_one_at_a_time():
     model = ScriptedReplies()
-    with GenerationWorker(lambda key: model, lambda: "m1", max_batch=1) as worker:
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda i: worker.generate([("customer", str(i))]), range(6)))
+    with GenerationWorker(lambda key: model, lambda: "m1", max_batch=1) as worker, ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: worker.generate([("customer", str(i))]), range(6)))
     assert model.batch_sizes == [1] * 6
 
 
@@ -50,9 +49,9 @@ def test_full_queue_is_busy_not_a_hang():
 
 
 def test_no_model_is_a_clear_error():
-    with GenerationWorker(lambda key: ScriptedReplies(), lambda: None, reload_poll_s=0.05) as worker:
-        with pytest.raises(NoModel):
-            worker.generate([("customer", "hi")], timeout=5)
+    with GenerationWorker(lambda key: ScriptedReplies(), lambda: None, reload_poll_s=0.05) as worker, \
+            pytest.raises(NoModel):
+        worker.generate([("customer", "hi")], timeout=5)
 
 
 def test_hot_reload_under_load_keeps_every_reply():
@@ -72,7 +71,7 @@ def test_hot_reload_under_load_keeps_every_reply():
         while not stop.is_set():
             try:
                 results.append(worker.generate([("customer", f"c{i}")], timeout=5))
-            except Exception as exc:  # any failure is a test failure
+            except Exception as exc:  # noqa: BLE001 - any failure is a test failure
                 errors.append(exc)
 
     with worker:

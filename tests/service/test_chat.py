@@ -1,4 +1,5 @@
-"""ChatService on the real store (SQLite and PostgreSQL): replies, handoff, draft mode, reviews, takeover race."""
+"""ChatService on the real store (SQLite and PostgreSQL) with the real tiny model: replies, handoff, draft
+mode, reviews, takeover. Exact-score thresholds and held decodes (race, full queue) use the scripted model."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import select
 
 from chatbot.service.auth import AuthError, Forbidden
 from chatbot.service.batching import Busy
+from chatbot.store import registry
 from chatbot.store.db import IllegalTransition, InvalidMessage
 from chatbot.store.models import AuditLog, Message, Review
 
@@ -23,16 +25,22 @@ def test_customer_gets_a_stored_reply_with_candidates(service):
     service.authorize_customer(cid, token)
     with pytest.raises(AuthError):
         service.authorize_customer(cid, "wrong")
-    result = service.send(cid, "where is my order?")
-    assert result.status == "bot" and result.reply.text == "re: where is my order?"
+    result = service.send(cid, "hello where is my order")
+    assert result.status == "bot" and result.reply is not None
     _, messages = service.customer_messages(cid)
-    assert [(m.role, m.text) for m in messages] == [("customer", "where is my order?"),
-                                                   ("bot", "re: where is my order?")]
+    assert [(m.role, m.text) for m in messages] == [("customer", "hello where is my order"),
+                                                   ("bot", result.reply.text)]
     with service.store.transaction(read_only=True) as s:
         bot = s.scalars(select(Message).where(Message.role == "bot")).one()
-        assert bot.review_state == "sent" and bot.confidence == -0.5 and bot.decoding == {"num_beams": 2}
-        assert [(c.rank, c.text) for c in bot.candidates] == [(0, "re: where is my order?"), (1, "other")]
-        assert bot.attention["target"] == ["re:", "where", "is", "my", "order?"]
+        active = registry.active_version(s)
+        assert bot.review_state == "sent" and bot.model_version_id == active.id and active.name == "m1"
+        assert 0.0 <= bot.confidence <= 1.0
+        assert bot.decoding["num_beams"] == 2 and bot.decoding["max_new_tokens"] == 6
+        ranks = [(c.rank, c.text, c.score) for c in bot.candidates]
+        assert [r for r, _, _ in ranks] == [0, 1] and ranks[0][1] == bot.text
+        assert ranks[0][2] >= ranks[1][2]  # best first
+        assert {"hello", "order"} <= set(bot.attention["source_tokens"])
+        assert len(bot.attention["weights"]) == len(bot.attention["target_tokens"])
 
 
 def test_bad_messages_are_refused_and_nothing_is_stored(service):
@@ -43,12 +51,14 @@ def test_bad_messages_are_refused_and_nothing_is_stored(service):
     assert service.customer_messages(cid)[1] == []
 
 
-def test_asking_for_a_person_hands_off_without_generating(service, replies):
+def test_asking_for_a_person_hands_off_without_generating(service):
     cid, _ = service.start_conversation()
     result = service.send(cid, "I want to talk to a human please")
     assert result.status == "pending" and result.handoff == "asked_for_human"
-    assert "person" in result.notice.text and replies.batch_sizes == []
+    assert "person" in result.notice.text
     assert service.send(cid, "hello?").reply is None  # pending: the bot stays quiet
+    assert service.worker.batched_requests == 0
+    assert [m.role for m in service.customer_messages(cid)[1]] == ["customer", "system", "customer"]
 
 
 def test_low_confidence_hands_off_and_keeps_the_draft(make_service, replies):
@@ -80,14 +90,15 @@ def test_repeated_dislikes_hand_off(service):
     assert service.rate_reply(cid, third.id, liked=False) == "pending"
 
 
-def test_draft_mode_waits_for_an_agent_and_records_reviews(make_service, replies):
-    service = make_service(replies, review_mode="draft")
+def test_draft_mode_waits_for_an_agent_and_records_reviews(make_service):
+    service = make_service(None, review_mode="draft")
     who = _agent(service)
     cid, _ = service.start_conversation()
     result = service.send(cid, "refund please")
     assert result.awaiting_review and result.reply is None
     assert [m.role for m in service.customer_messages(cid)[1]] == ["customer"]
-    draft = [m for m in service.transcript(who, cid)[1] if m.role == "bot"][0]
+    draft = next(m for m in service.transcript(who, cid)[1] if m.role == "bot")
+    assert draft.review_state == "draft" and len(draft.candidates) == 2
     service.review(who, draft.id, "edit", "I have started your refund.")
     visible = service.customer_messages(cid)[1]
     assert visible[-1].text == "I have started your refund."
@@ -102,20 +113,20 @@ def test_draft_mode_waits_for_an_agent_and_records_reviews(make_service, replies
     with service.store.transaction(read_only=True) as s:
         reviews = [(r.action, r.original_text, r.corrected_text, r.agent_id) for r in s.scalars(select(Review))]
         audited = {a.action for a in s.scalars(select(AuditLog))}
-    assert reviews == [("edit", "re: refund please", "I have started your refund.", who.user_id),
-                       ("reject", "re: thanks", None, who.user_id)]
+    assert reviews == [("edit", draft.text, "I have started your refund.", who.user_id),
+                       ("reject", draft2.text, None, who.user_id)]
     assert {"review.edit", "review.reject", "user.login"} <= audited
 
 
 def test_auto_mode_review_keeps_what_the_customer_saw(service):
     who = _agent(service)
     cid, _ = service.start_conversation()
-    sent = service.send(cid, "hi").reply
+    sent = service.send(cid, "hello").reply
     service.review(who, sent.id, "edit", "Hello! How can I help?")
-    assert service.customer_messages(cid)[1][-1].text == "re: hi"
+    assert service.customer_messages(cid)[1][-1].text == sent.text
     with service.store.transaction(read_only=True) as s:
         review = s.scalars(select(Review)).one()
-    assert (review.original_text, review.corrected_text) == ("re: hi", "Hello! How can I help?")
+    assert (review.original_text, review.corrected_text) == (sent.text, "Hello! How can I help?")
 
 
 def test_takeover_hand_back_and_agent_rules(service):
@@ -135,8 +146,9 @@ def test_takeover_hand_back_and_agent_rules(service):
     assert roles == ["customer", "bot", "system", "customer", "agent", "system", "customer", "bot"]
 
 
-def test_no_bot_reply_after_a_takeover_during_decoding(service, replies):
+def test_no_bot_reply_after_a_takeover_during_decoding(scripted_service, replies):
     """The race: the reply is being decoded when the agent takes over; it must be dropped."""
+    service = scripted_service
     who = _agent(service)
     cid, _ = service.start_conversation()
     replies.gate.clear()

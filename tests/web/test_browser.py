@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
+from chatbot.store.db import NotFound
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+# Read at import: the autouse fixture that clears CHATBOT_* variables runs before each test.
+UPDATE_SCREENSHOTS = os.environ.get("CHATBOT_UPDATE_SCREENSHOTS") == "1"
 
 
 @pytest.fixture
@@ -32,12 +37,12 @@ def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("CHATBOT_UPDATE_SCREENSHOTS") == "1":
+    if UPDATE_SCREENSHOTS:
         (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
         shutil.copy(path, ROOT / "docs" / "screenshots" / path.name)
 
 
-def test_customer_chat_agent_console_and_no_script_injection(browser, live_server):
+def test_customer_chat_agent_console_and_no_script_injection(browser, live_server, tiny_models):
     customer = browser.new_page()
     customer.on("dialog", lambda d: (_ for _ in ()).throw(AssertionError(f"script ran: {d.message}")))
     customer.goto(live_server.url + "/")
@@ -77,8 +82,102 @@ def test_customer_chat_agent_console_and_no_script_injection(browser, live_serve
     agent.locator("#agent-reply textarea").fill("Hi, Ana here.")
     agent.click("#agent-send")
     agent.locator("#agent-transcript").get_by_text("Agent: Hi, Ana here.").wait_for(timeout=20_000)
+    _replay_in_console(agent, live_server, tiny_models.second)
     _shot(agent, "agent-console")
 
     chat.get_by_text("Hi, Ana here.").wait_for(timeout=20_000)  # the customer page polls
     status, messages = live_server.service.customer_messages(1)
     assert status == "human" and messages[-1].text == "Hi, Ana here."
+
+
+def _replay_in_console(agent, live_server, m2_dir) -> None:
+    """Replay the edited bot reply with the candidate model m2: shown next to what was sent, not sent."""
+    from chatbot.generation.reply import ReplyGenerator
+
+    service = live_server.service
+    before = service.customer_messages(1)
+    expected = ReplyGenerator.from_checkpoint(m2_dir, settings=service.settings).generate(
+        [[("customer", "where is my parcel?")]], language="en")[0].text
+
+    agent.locator("#agent-bot-reply input").click()
+    agent.get_by_role("option", name=re.compile("re: where is my parcel")).click()
+    expect(agent.locator("#agent-corrected textarea")).to_have_value("re: where is my parcel?", timeout=20_000)
+    agent.get_by_text("Replay with another model or settings").click()
+    expect(agent.locator("#agent-sent textarea")).to_have_value("re: where is my parcel?", timeout=20_000)
+    agent.locator("#agent-replay-version input").click()
+    agent.get_by_role("option", name="m2 (candidate)").click()
+    agent.click("#agent-replay")
+    expect(agent.locator("#agent-replayed textarea")).to_have_value(expected, timeout=20_000)
+    assert service.customer_messages(1) == before  # nothing went to the customer
+
+
+def test_admin_versions_promote_rollback_charts_and_erasure(browser, live_server):
+    service = live_server.service
+    agent = service.login("ana", "password123")
+    # a day of traffic for the charts: one conversation handed to a person, one reviewed and rated
+    handed, _ = service.start_conversation("en")
+    service.send(handed, "talk to a human please")
+    rated, _ = service.start_conversation("en")
+    reply = service.send(rated, "where is my parcel?").reply
+    service.review(agent, reply.id, "approve")
+    service.finish(rated, 4)
+    kept, _ = service.start_conversation("en")
+    edited = service.send(kept, "my refund please").reply
+    service.review(agent, edited.id, "edit", "Your refund is on its way.")
+    service.finish(kept, 5)
+
+    page = browser.new_page()
+    page.goto(live_server.url + "/admin")
+    page.wait_for_url("**/login?next=/admin/")
+    page.fill("#username", "ana")  # an agent is not an admin
+    page.fill("#password", "password123")
+    page.click("#sign-in")
+    page.wait_for_url("**/login?next=/admin/")
+    page.fill("#username", "root")
+    page.fill("#password", "password123")
+    page.click("#sign-in")
+    page.wait_for_url("**/admin/")
+
+    models = page.locator("#admin-models")
+    expect(models).to_contain_text("m2", timeout=20_000)
+    expect(models).to_contain_text("chrf=33.25")
+    expect(page.locator("#admin-jobs")).to_contain_text("no new reviewed conversations")
+    expect(page.locator("#admin-jobs")).to_contain_text('"gate": "passed"')
+    for chart in ("conversations", "rates", "csat"):
+        expect(page.locator(f"#admin-chart-{chart} canvas, #admin-chart-{chart} svg").first).to_be_visible(
+            timeout=20_000)
+
+    ids = {v.name: v.id for v in _versions(service)}
+    page.locator("#admin-version input").fill(str(ids["m2"]))
+    page.click("#admin-promote")
+    expect(page.locator("#admin-result")).to_contain_text(f"m2 (version {ids['m2']}) is now active",
+                                                          timeout=20_000)
+    assert _active(service) == "m2"
+    page.click("#admin-rollback")
+    expect(page.locator("#admin-result")).to_contain_text(f"m1 (version {ids['m1']}) is now active",
+                                                          timeout=20_000)
+    assert _active(service) == "m1"
+
+    page.get_by_text("Erase a customer's data").click()
+    page.locator("#admin-erase-id input").fill(str(rated))
+    page.click("#admin-erase-button")
+    expect(page.locator("#admin-result")).to_contain_text("tick the confirmation box", timeout=20_000)
+    assert service.customer_messages(rated)[1]  # not confirmed: nothing erased
+    page.locator("#admin-erase-confirm input").check()
+    page.click("#admin-erase-button")
+    expect(page.locator("#admin-result")).to_contain_text(
+        f"Erased the customer of conversation {rated}: 1 conversation(s), 2 message(s)", timeout=20_000)
+    with pytest.raises(NotFound):
+        service.customer_messages(rated)
+    assert service.customer_messages(handed)[1]  # another customer's data stays
+    _shot(page, "admin")
+
+
+def _versions(service):
+    from chatbot.service.admin import AdminService
+
+    return AdminService(service).versions(service.login("root", "password123"))
+
+
+def _active(service) -> str:
+    return next(v.name for v in _versions(service) if v.status == "active")

@@ -1,0 +1,69 @@
+"""Group commit on the real store: waiting writers share one transaction; one failing job stays alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from chatbot.service.groupcommit import GroupCommit
+from chatbot.store import conversations as repo
+from chatbot.store.db import InvalidMessage
+from chatbot.store.models import Message
+
+
+def test_waiting_jobs_share_a_transaction_and_a_failure_stays_in_its_savepoint(store):
+    with store.transaction() as s:
+        cid = repo.start_conversation(s).id
+    writes = GroupCommit(store)
+    held, release = threading.Event(), threading.Event()
+
+    def first(s):
+        held.set()
+        assert release.wait(10)
+        return repo.append_message(s, cid, "customer", "first").seq
+
+    def bad(s):
+        repo.append_message(s, cid, "customer", "written, then undone")
+        repo.append_message(s, cid, "customer", "   ")  # refused: empty
+
+    results, errors = {}, {}
+
+    def call(name, fn):
+        try:
+            results[name] = writes.run(fn)
+        except Exception as exc:  # noqa: BLE001 - collected, then checked per job
+            errors[name] = exc
+
+    leader = threading.Thread(target=call, args=("first", first))
+    leader.start()
+    assert held.wait(10)  # the leader holds the lock: everyone below queues behind it
+    jobs = [("bad", bad)] + [(f"m{i}", lambda s, i=i: repo.append_message(s, cid, "customer", f"m{i}").seq)
+                             for i in range(8)]
+    threads = [threading.Thread(target=call, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(writes._waiting) < len(jobs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in [leader, *threads]:
+        t.join(10)
+
+    assert isinstance(errors.pop("bad"), InvalidMessage) and errors == {}
+    assert (writes.groups, writes.jobs) == (2, 1 + len(jobs))  # the leader's own, then all the rest at once
+    with store.transaction(read_only=True) as s:
+        stored = [(m.seq, m.text) for m in s.scalars(select(Message).where(Message.conversation_id == cid)
+                                                      .order_by(Message.seq))]
+    assert stored[0] == (1, "first")
+    assert sorted(text for _, text in stored[1:]) == [f"m{i}" for i in range(8)]  # nothing of "bad"
+    assert results == {text: seq for seq, text in stored}
+
+
+def test_a_job_error_reaches_its_caller(store):
+    writes = GroupCommit(store)
+    with pytest.raises(ZeroDivisionError):
+        writes.run(lambda s: 1 / 0)
+    assert writes.run(lambda s: 42) == 42
