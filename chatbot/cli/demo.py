@@ -1,0 +1,247 @@
+"""`chatbot demo` (first run: database, shipped model, demo logins, example chats, web app) and
+`chatbot reply` / `chatbot chat` (try the model in a terminal, no browser)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from chatbot.cli import CliError, app, echo_json, get_settings
+from chatbot.settings import Settings
+
+MODEL_HELP = "Checkpoint directory; default: the registry's active model, else the shipped demo model."
+LANGUAGE_HELP = "Reply language (en, zh, ...); default: the language of the customer's message."
+
+
+# --- which model ------------------------------------------------------------------------------------
+
+def _database_exists(settings: Settings) -> bool:
+    """False for an SQLite file that is not there yet: asking it for a model would create it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() != "sqlite":
+        return True
+    return bool(url.database) and url.database != ":memory:" and Path(url.database).exists()
+
+
+def resolve_model(settings: Settings, model: Path | None) -> tuple[Path, str]:
+    """(checkpoint directory, where it came from): --model, the active model, or the shipped one."""
+    if model is not None:
+        return model, "--model"
+    if _database_exists(settings):
+        from chatbot.service.models import active_model
+        from chatbot.store.manager import ConversationStore
+
+        with ConversationStore(settings) as store:
+            ref = active_model(store, settings)
+        if ref is not None:
+            return Path(ref.path), f"active model {ref}"
+    from chatbot.shipped import shipped_model_dir
+
+    return shipped_model_dir(), "shipped demo model"
+
+
+def _load_generator(ctx: typer.Context, model: Path | None, language: str | None, **decoding: Any) -> Any:
+    """A ReplyGenerator with the serving settings plus the command line's decoding overrides; the options
+    are checked before the model loads."""
+    from chatbot.model.checkpoint import CheckpointError
+    from chatbot.service.models import ModelRef, load_generator
+    from chatbot.store.db import StoreError
+    from chatbot.text.tokenize import SUPPORTED_LANGUAGES
+
+    settings = get_settings(ctx)
+    if language is not None and language not in SUPPORTED_LANGUAGES:
+        raise CliError(f"unsupported --language {language!r}; choose one of {', '.join(SUPPORTED_LANGUAGES)}")
+    overrides = {k: v for k, v in decoding.items() if v is not None}
+    try:
+        directory, origin = resolve_model(settings, model)
+        generator = load_generator(ModelRef(None, str(directory)), settings, **overrides)
+    except (CheckpointError, StoreError, FileNotFoundError, ValueError) as exc:  # ValueError: bad decoding value
+        raise CliError(str(exc)) from None
+    typer.echo(f"model: {directory} ({origin})", err=True)
+    return generator
+
+
+def reply_json(reply: Any) -> dict[str, Any]:
+    return {"reply": reply.text, "confidence": round(reply.confidence, 4), "language": reply.language,
+            "candidates": [{"text": c.text, "score": round(c.score, 4)} for c in reply.candidates]}
+
+
+def _generate(generator: Any, turns: list[tuple[str, str]], language: str | None) -> Any:
+    try:
+        return generator.generate([turns], language=language, return_attention=False)[0]
+    except ValueError as exc:  # unsupported language, text the context encoder refuses
+        raise CliError(str(exc)) from None
+
+
+# --- chatbot reply / chat ---------------------------------------------------------------------------
+
+@app.command("reply")
+def reply_cmd(
+    ctx: typer.Context,
+    text: str = typer.Argument(..., help="The customer's message."),
+    model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+    language: Optional[str] = typer.Option(None, "--language", help=LANGUAGE_HELP),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="Beam width (default: settings)."),
+    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", min=0.01,
+                                                       help="Penalty > 1 discourages repeated tokens."),
+    num_return_sequences: Optional[int] = typer.Option(None, "--num-return-sequences", min=1,
+                                                       help="Candidates to return (at most --num-beams)."),
+    as_json: bool = typer.Option(False, "--json", help="Print reply, confidence, language and candidates as JSON."),
+) -> None:
+    """Answer one customer message with the model and exit."""
+    if not text.strip():
+        raise CliError("the message is empty")
+    generator = _load_generator(ctx, model, language, num_beams=num_beams, repetition_penalty=repetition_penalty,
+                                num_return_sequences=num_return_sequences)
+    reply = _generate(generator, [("customer", text)], language)
+    if as_json:
+        echo_json(reply_json(reply))
+        return
+    typer.echo(reply.text)
+    typer.echo(f"(language {reply.language}, confidence {reply.confidence:.2f})", err=True)
+    for candidate in reply.candidates[1:]:
+        typer.echo(f"  alt {candidate.score:7.3f}  {candidate.text}", err=True)
+
+
+@app.command("chat")
+def chat_cmd(
+    ctx: typer.Context,
+    model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+    language: Optional[str] = typer.Option(None, "--language", help=LANGUAGE_HELP),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="Beam width (default: settings)."),
+    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", min=0.01,
+                                                       help="Penalty > 1 discourages repeated tokens."),
+) -> None:
+    """Chat with the model in the terminal (the conversation so far is the context). /reset starts over,
+    /quit or Ctrl-D ends. Nothing is stored."""
+    generator = _load_generator(ctx, model, language, num_beams=num_beams, repetition_penalty=repetition_penalty)
+    typer.echo("Type a message (/reset starts over, /quit ends).", err=True)
+    turns: list[tuple[str, str]] = []
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            typer.echo("", err=True)
+            return
+        text = line.strip()
+        if text in ("/quit", "/exit"):
+            return
+        if text == "/reset":
+            turns = []
+            typer.echo("(new conversation)", err=True)
+            continue
+        if not text:
+            continue
+        turns.append(("customer", text))
+        reply = _generate(generator, turns, language)
+        turns.append(("bot", reply.text))
+        typer.echo(f"bot> {reply.text}")
+
+
+# --- chatbot demo -----------------------------------------------------------------------------------
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A listening socket, or a CliError that says the port is taken (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # allows TIME_WAIT, never a second listener
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"port {port} on {host} is already in use (is another `chatbot demo` or `chatbot "
+                           f"serve` running?); stop it or pass --port N") from None
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def prepare_demo(settings: Settings) -> dict[str, Any]:
+    """Database at head, an active model, the demo logins and example conversations; safe to repeat."""
+    from chatbot.demo_data import ensure_demo_users, load_demo_conversations
+    from chatbot.service.chat import ChatService
+    from chatbot.shipped import ensure_active_model
+    from chatbot.store.manager import ConversationStore
+
+    with ConversationStore(settings) as store:
+        store.ensure_schema()
+        with store.transaction() as s:
+            version, activated = ensure_active_model(s)
+            model = {"id": version.id, "name": version.name, "path": version.path, "activated_now": activated}
+        service = ChatService(store, settings, worker=None)
+        password = settings.demo_password.get_secret_value() or None
+        users = ensure_demo_users(service, password)
+        with store.transaction() as s:
+            added = load_demo_conversations(s)
+    return {"database": store.url, "model": model, "users": users, "conversations_added": added}
+
+
+def _report(setup: dict[str, Any], settings: Settings) -> None:
+    from chatbot.settings import mask_url
+
+    model = setup["model"]
+    state = "registered and activated" if model["activated_now"] else "active"
+    typer.echo(f"database: {mask_url(setup['database'])}")
+    typer.echo(f"model:    {model['name']} (version {model['id']}, {state})")
+    typer.echo(f"examples: {setup['conversations_added']} example conversations added")
+    for username, password in setup["users"].items():
+        if password is not None and settings.demo_password.get_secret_value():
+            typer.echo(f"login:    {username} (password from settings.demo_password)")
+        elif password is not None:
+            typer.echo(f"login:    {username} / {password}   (shown once; only its hash is stored)")
+        else:
+            typer.echo(f"login:    {username} (exists; password as printed when it was created)")
+
+
+@app.command("demo")
+def demo_cmd(
+    ctx: typer.Context,
+    port: Optional[int] = typer.Option(None, "--port", min=0, max=65535,
+                                       help="Port (default: settings.port; 0 picks a free one)."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="--no-serve prepares everything and exits."),
+) -> None:
+    """First run: create/upgrade the database, activate the shipped model if no model is active, create a
+    demo agent and admin, load example conversations, and serve the web app on settings.host."""
+    from chatbot.shipped import ShippedModelMissing
+    from chatbot.store.db import StoreError
+
+    settings = get_settings(ctx)
+    sock = bind_port(settings.host, settings.port if port is None else port) if serve else None
+    try:
+        try:
+            setup = prepare_demo(settings)
+        except (StoreError, ShippedModelMissing) as exc:
+            raise CliError(str(exc)) from None
+        _report(setup, settings)
+        if sock is not None:
+            _serve(settings, sock)
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def _serve(settings: Settings, sock: socket.socket) -> None:
+    import os
+
+    import uvicorn
+
+    from web.app import GRADIO_OFFLINE_ENV, create_app
+
+    os.environ.update(GRADIO_OFFLINE_ENV)
+    try:
+        application = create_app(settings)
+    except Exception as exc:  # bad model, unreachable database: one clear line
+        raise CliError(f"cannot start: {exc}") from exc
+    host, port = sock.getsockname()[:2]
+    base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    typer.echo(f"customer chat: {base}/\nagent console: {base}/agent\nadmin:         {base}/admin\n"
+               "Press Ctrl-C to stop.")
+    server = uvicorn.Server(uvicorn.Config(application, log_level="warning"))
+    server.run(sockets=[sock])

@@ -1,0 +1,40 @@
+"""scripts/train_demo_model's last stage: a finished run becomes a self-describing fp16 model directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from chatbot.generation.reply import ReplyGenerator
+from chatbot.model.checkpoint import load_checkpoint
+from chatbot.shipped.package import package_model
+
+
+def test_package_writes_fp16_weights_metrics_and_model_card(tiny_model, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_model, work / "run" / "model")
+    (work / "run" / "train_config.json").write_text(json.dumps({"size": "tiny", "epochs": 2}))
+    dev = {"bleu": 12.5, "chrf": 30.25, "entity_copy_recall": 0.5, "perplexity": 20.0, "n": 300}
+    (work / "sgd_dev_metrics.json").write_text(json.dumps(dev))
+    (work / "baseline_metrics.json").write_text(json.dumps({"bleu": 8.0, "chrf": 25.0, "n": 300}))
+    (work / "train_result.json").write_text(json.dumps({"steps": 600, "epochs_done": 1.4, "stopped": "max_minutes",
+                                                        "best_dev_loss": 3.2, "tokens_per_s": 812.34}))
+    (work / "command.txt").write_text(".venv/bin/chatbot train --data sgd:../shared/data/sgd/train --out WORK/run\n")
+    (work / "train_seconds.txt").write_text("2160\n")
+
+    out = tmp_path / "shipped"
+    metrics = package_model(work, out)
+
+    loaded = load_checkpoint(out)
+    assert loaded.config["weights"]["dtype"] == "float16"
+    assert loaded.config["metrics"] == metrics == json.loads((out / "metrics.json").read_text())
+    assert metrics["sgd_dev"]["chrf"] == 30.25 and metrics["tfidf_baseline_sgd_dev"]["bleu"] == 8.0
+    assert metrics["training"]["wall_seconds"] == 2160
+    assert (out / "model.safetensors").stat().st_size < (tiny_model / "model.safetensors").stat().st_size
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "36.0 minutes" in card and "chatbot train --data sgd:" in card
+    assert "| bleu | 12.50 | 8.00 |" in card and "CC BY-SA 4.0" in card
+    # Half precision does not change what this model says.
+    for path in (tiny_model, out):
+        replies = ReplyGenerator.from_checkpoint(path).generate([[("customer", "where is my order")]])
+        assert replies[0].text == "it ships today."
