@@ -57,6 +57,14 @@ def test_chatterbot_file_directory_and_installed_language() -> None:
     assert chinese and all(r.language == "zh" for r in chinese)
 
 
+def test_chatterbot_training_spec_names_an_installed_language() -> None:
+    from training.sources import load_file_pairs, parse_spec
+
+    fmt, path = parse_spec("chatterbot:chinese")  # `chatbot train --data chatterbot:chinese`
+    pairs = load_file_pairs(fmt, path, max_turns=3)
+    assert pairs and all(p.language == "zh" for p in pairs)
+
+
 def test_chatterbot_unknown_language_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no language 'klingon'"):
         list(get_importer("chatterbot")(Path("chatterbot:klingon"), None))

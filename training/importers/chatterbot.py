@@ -1,7 +1,8 @@
 """chatterbot-corpus YAML files.
 
 Input: one ``*.yml`` file, a directory of them, or ``chatterbot:<language>`` for a language directory of
-the installed ``chatterbot-corpus`` package (``chatterbot:english``, ``chatterbot:chinese``). Each file is
+the installed ``chatterbot-corpus`` package (``chatterbot:english``, ``chatterbot:chinese``; as a training
+``--data`` spec, ``chatterbot:english`` works too: a bare language name that is not an existing path). Each file is
 ``{"categories": [...], "conversations": [[turn, turn, ...], ...]}``.
 
 Mapping: turns alternate, the first is the customer's: even turns -> customer, odd turns -> agent.
@@ -36,7 +37,10 @@ def resolve(spec: str | Path) -> Path:
     """``chatterbot:english`` -> the installed package's data directory for that language."""
     text = str(spec)
     if not text.startswith(PREFIX):
-        return Path(text)
+        # `--data chatterbot:english` arrives here as the bare language name.
+        if Path(text).exists() or text.strip().lower() not in LANGUAGES:
+            return Path(text)
+        text = PREFIX + text
     import chatterbot_corpus
 
     name = text[len(PREFIX):].strip().lower()
