@@ -54,8 +54,11 @@ def build_agent(service: ChatService) -> gr.Blocks:
         bots = [(f"#{m.id}: {m.text[:60]}", m.id) for m in messages if m.role == "bot"]
         head = f"**Conversation {conversation.id}** — status **{conversation.status}**, language {conversation.language}"
         ids = [m_id for _, m_id in bots]
-        keep = selected if selected in ids else (ids[-1] if ids else None)  # don't yank the agent's selection
-        return transcript_rows(messages), head, gr.update(choices=bots, value=keep)
+        if selected in ids:
+            # Leave the value alone: a refresh that started before the agent picked another reply would
+            # otherwise set the old one back and clobber the editor and the replay panel.
+            return transcript_rows(messages), head, gr.update(choices=bots)
+        return transcript_rows(messages), head, gr.update(choices=bots, value=ids[-1] if ids else None)
 
     def pick_from_queue(evt: gr.SelectData, table: Any) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
