@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatbot.model.batch import collate
 from chatbot.model.seq2seq import Seq2Seq, Seq2SeqConfig
 from chatbot.text.vocab import Vocab
-from training.dataset import BucketBatchSampler, encode_pairs, example_size
+from training.dataset import BucketBatchSampler, encode_pairs, example_lengths
 from training.sources import Pair
 
 STATE_FILE = "train_state.pt"
@@ -253,7 +253,7 @@ def dev_loss(model: Seq2Seq, examples: list, vocab: Vocab, max_tokens: int, max_
     """(summed NLL, target tokens) teacher-forced, without label smoothing; perplexity = exp(nll/tokens)."""
     was_training = model.training
     model.eval()
-    sampler = BucketBatchSampler([example_size(e) for e in examples], max_tokens, max_batch_size, 0, shuffle=False)
+    sampler = BucketBatchSampler([example_lengths(e) for e in examples], max_tokens, max_batch_size, 0, shuffle=False)
     nll, tokens = 0.0, 0
     for idx, _ in sampler.batches(0):
         batch = collate([examples[i] for i in idx], vocab)
@@ -317,7 +317,7 @@ def train(
 
     examples = encode_pairs(train_pairs, vocab, cfg.max_turns, cfg.max_src_tokens, cfg.max_tgt_tokens)
     dev_examples = encode_pairs(dev_pairs, vocab, cfg.max_turns, cfg.max_src_tokens, cfg.max_tgt_tokens)
-    sampler = BucketBatchSampler([example_size(e) for e in examples], cfg.max_tokens, cfg.max_batch_size,
+    sampler = BucketBatchSampler([example_lengths(e) for e in examples], cfg.max_tokens, cfg.max_batch_size,
                                  cfg.seed, rank=d.rank, world_size=d.world_size)
     steps_per_epoch = len(sampler)
     total_steps = steps_per_epoch * cfg.epochs

@@ -15,6 +15,10 @@ Decoding speed (see ``benchmarks/generation.py``): the encoder outputs are kept 
 per beam -- the beams of a source are consecutive rows, so attention is a grouped ``bmm`` and ``reorder``
 copies only the small recurrent state; the copy mixture is computed in log space, touching the full
 vocabulary only with a log-softmax, and the source positions with a gather/scatter.
+
+Training speed (see ``benchmarks/training.py``): the teacher-forced loss computes the same numbers by a
+different route -- unpacked encoder runs, the embedding half of the decoder's input projection batched
+over all steps, and the output layer and copy mixture only at real target positions, never as [B, T, X].
 """
 
 from __future__ import annotations
@@ -243,6 +247,9 @@ class Seq2Seq(nn.Module):
     # --- step interface for search ---------------------------------------------------------------
     def encode(self, batch: Seq2SeqBatch) -> DecoderState:
         enc_out, summary = self.encoder(self._embed(batch.src_ids), batch.src_mask)  # [B, S, H], [B, H]
+        return self._decoder_state(batch, enc_out, summary)
+
+    def _decoder_state(self, batch: Seq2SeqBatch, enc_out: torch.Tensor, summary: torch.Tensor) -> DecoderState:
         B, H, L = enc_out.size(0), self.config.hidden, self.config.dec_layers
         hidden = torch.tanh(self.bridge(summary)).view(B, L, H)
         ext = batch.src_ext_ids
@@ -291,25 +298,90 @@ class Seq2Seq(nn.Module):
         return replace(state, **changes)
 
     # --- training ----------------------------------------------------------------------------------
+    def _teacher_forced(self, batch: Seq2SeqBatch) -> tuple[DecoderState, torch.Tensor, ...]:
+        """Decoder outputs for every target position, fed the gold previous token.
+
+        The same math as ``step`` (``test_reference`` pins it), arranged for training speed: the embedding
+        half of layer 0's input projection is one matmul over all T steps, per-step tensors come from
+        ``unbind`` (one backward node, not T full-size zero-filled gradients), and only the recurrence, the
+        attention and the input-feeding projection stay in the Python loop.
+        Returns (state, x [B, T, E], h_tilde, ctx, query [B, T, H], attention [B, T, S]).
+        """
+        if batch.tgt_in is None:
+            raise ValueError("batch has no targets")
+        state = self._decoder_state(batch, *self._encode_unpacked(batch))
+        E = self.config.emb_dim
+        x_all = self._embed(batch.tgt_in)  # [B, T, E]
+        first = self.cells[0]
+        gates_x = F.linear(x_all, first.weight_ih[:, :E], first.bias_ih).unbind(1)  # T x [B, 3H or 4H]
+        w_feed = first.weight_ih[:, E:]  # [3H or 4H, H], the input-feeding half
+        hidden = list(state.hidden.unbind(1))  # L x [B, H]
+        cells = list(state.cell.unbind(1)) if state.cell is not None else None
+        feed = state.feed
+        outputs = []
+        for gx in gates_x:
+            inp = feed  # layer 0 reads [x; feed]; its x half is already in gx
+            for i, cell in enumerate(self.cells):
+                gi = torch.addmm(gx, inp, w_feed.t()) if i == 0 else F.linear(inp, cell.weight_ih, cell.bias_ih)
+                gh = F.linear(hidden[i], cell.weight_hh, cell.bias_hh)  # [B, 3H or 4H]
+                if cells is None:
+                    hidden[i] = _gru_update(gi, gh, hidden[i])
+                else:
+                    hidden[i], cells[i] = _lstm_update(gi, gh, cells[i])
+                out = self.drop(hidden[i])
+                inp = out if i == 0 else self.dec_norms[i - 1](inp + out)
+            query = inp  # [B, H]
+            attn = self._attend(query, state).squeeze(1)  # [B, S]
+            ctx = torch.bmm(attn.unsqueeze(1), state.enc_out).squeeze(1)  # [B, H]
+            feed = self.drop(torch.tanh(self.combine(torch.cat([ctx, query], dim=-1))))  # [B, H]
+            outputs.append((feed, ctx, query, attn))
+        h_tilde, ctx, query, attn = (torch.stack(seq, dim=1) for seq in zip(*outputs))
+        return state, x_all, h_tilde, ctx, query, attn
+
+    def _encode_unpacked(self, batch: Seq2SeqBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Encoder.forward`` for training: outputs [B, S, H] and summary [B, H], equal to the packed run.
+
+        On CPU, the backward of a packed RNN zero-fills a gradient the size of the whole input projection
+        at every time step (O(S^2)); unpacked runs avoid that. Each direction runs separately, the reverse
+        one on every row reversed within its own length, so no real position ever reads padding.
+        """
+        enc, mask = self.encoder, batch.src_mask
+        B, S = mask.shape
+        lengths = mask.sum(1, keepdim=True)  # [B, 1]
+        pos = torch.arange(S, device=mask.device).expand(B, S)
+        rev = torch.where(pos < lengths, lengths - 1 - pos, pos)  # [B, S] within-length reversal (its own inverse)
+        last = (lengths - 1).unsqueeze(-1)  # [B, 1, 1] each row's final real position
+        keep = mask.unsqueeze(-1).to(torch.get_default_dtype())  # [B, S, 1]
+        x = self._embed(batch.src_ids)  # [B, S, E]
+        finals = []
+        for i, (rnn, norm) in enumerate(zip(enc.layers, enc.norms)):
+            w = dict(rnn.named_parameters())
+            h0 = x.new_zeros(1, B, rnn.hidden_size)
+            outs, finals = [], []
+            for suffix, inp in (("", x), ("_reverse", _reorder_rows(x, rev))):
+                params = [w[f"{name}_l0{suffix}"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                if isinstance(rnn, nn.GRU):
+                    out = torch._VF.gru(inp, h0, params, True, 1, 0.0, self.training, False, True)[0]
+                else:
+                    out = torch._VF.lstm(inp, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
+                finals.append(out.gather(1, last.expand(-1, -1, out.size(-1))).squeeze(1))  # [B, H/2]
+                outs.append(out if not suffix else _reorder_rows(out, rev))
+            out = enc.drop(torch.cat(outs, dim=-1) * keep)  # padding reads 0, as after pad_packed_sequence
+            x = norm(out) if i == 0 else norm(x + out)
+        return x, torch.cat(finals, dim=-1)
+
     def target_log_probs(self, batch: Seq2SeqBatch, teacher_forcing_ratio: float = 1.0) -> torch.Tensor:
         """Log-probabilities [B, T, X] of every target position (teacher forced unless ratio < 1)."""
         if batch.tgt_in is None:
             raise ValueError("batch has no targets")
-        state = self.encode(batch)
-        T = batch.tgt_in.size(1)
         if teacher_forcing_ratio >= 1.0:
-            x_all = self._embed(batch.tgt_in)  # [B, T, E]
-            steps = []
-            for t in range(T):
-                *outputs, state = self._advance(x_all[:, t], state)
-                steps.append(outputs)
-            # The output layer and copy mixture run once over all steps: [B, T, ...]
-            h_tilde, ctx, query, attn = (torch.stack([s[i] for s in steps], dim=1) for i in range(4))
+            state, x_all, h_tilde, ctx, query, attn = self._teacher_forced(batch)
             return self._log_probs(h_tilde, ctx, query, x_all, attn, state)
         # Scheduled sampling (Bengio et al., 2015): per step, feed the model's own previous prediction.
+        state = self.encode(batch)
         out = []
         tokens = batch.tgt_in[:, 0]
-        for t in range(T):
+        for t in range(batch.tgt_in.size(1)):
             if t > 0:
                 use_model = torch.rand(()) >= teacher_forcing_ratio
                 tokens = out[-1].argmax(-1).detach() if use_model else batch.tgt_in[:, t]
@@ -317,23 +389,98 @@ class Seq2Seq(nn.Module):
             out.append(log_probs)
         return torch.stack(out, dim=1)
 
+    def _target_scores(self, batch: Seq2SeqBatch, vocab_sum: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(log p(target token) [M], sum of log p over the V vocabulary ids [M] or None) at the M real target
+        positions, teacher forced.
+
+        Equal to reading ``target_log_probs`` at those positions, without building its [B, T, X] tensor:
+        the output layer runs on real positions only (padding is often most of a batch), and the copy
+        mixture is evaluated just where the loss reads it -- the target id, and the source ids for the sum.
+        """
+        state, x_all, h_tilde, ctx, query, attn = self._teacher_forced(batch)
+        V, T = self.config.vocab_size, batch.tgt_in.size(1)  # type: ignore[union-attr]
+        rows = batch.tgt_mask.flatten().nonzero().squeeze(1)  # type: ignore[union-attr]  # [M]
+
+        def real(t: torch.Tensor) -> torch.Tensor:  # [B, T, ...] -> [M, ...]
+            return t.flatten(0, 1).index_select(0, rows)
+
+        target = real(batch.tgt_out)  # type: ignore[arg-type]  # [M]
+        in_vocab = target < V
+        vocab_lp = F.log_softmax(self._logits(real(h_tilde)), dim=-1)  # [M, V]
+        if not self.config.copy:
+            lp = vocab_lp.gather(1, target.clamp_max(V - 1).unsqueeze(1)).squeeze(1)
+            return lp.masked_fill(~in_vocab, float("-inf")), vocab_lp.sum(-1) if vocab_sum else None
+        gate = self.copy_gate(torch.cat([ctx, query, x_all], dim=-1))  # [B, T, 1], p_gen = sigmoid(gate)
+        base = (vocab_lp + F.logsigmoid(real(gate))).clamp_min(_LOG_PROB_FLOOR)  # [M, V] vocabulary part
+        src = rows // T  # [M] the source of every position
+        ext = state.src_ext_ids.index_select(0, src)  # [M, S]
+        copy_mass = real(torch.sigmoid(-gate) * attn)  # [M, S]
+        # the target id: vocabulary part (if any) plus the copy mass of every source position holding it
+        hits = ext == target.unsqueeze(1)  # [M, S]
+        target_base = base.gather(1, target.clamp_max(V - 1).unsqueeze(1)).squeeze(1)  # [M]
+        vocab_p = torch.where(in_vocab, target_base.exp(), torch.zeros_like(target_base))
+        mixed = (vocab_p + (copy_mass * hits).sum(1)).clamp_min(_PROB_FLOOR).log()
+        no_copy = torch.where(in_vocab, target_base, torch.full_like(target_base, float("-inf")))
+        lp = torch.where(hits.any(1), mixed, no_copy)
+        if not vocab_sum:
+            return lp, None
+        # sum over the vocabulary: the plain vocabulary part, corrected at each distinct in-vocabulary
+        # source id by its copy mass
+        copied = real(torch.bmm(torch.sigmoid(-gate) * attn, state.copy_groups))  # [M, S] mass of each position's id
+        src_base = base.gather(1, ext.clamp_max(V - 1))  # [M, S]
+        src_vocab = ext < V
+        src_mixed = (src_base.exp() * src_vocab + copied).clamp_min(_PROB_FLOOR).log()
+        distinct = (state.copy_groups.tril(-1).amax(dim=-1) == 0).index_select(0, src) & src_vocab  # [M, S]
+        return lp, base.sum(-1) + ((src_mixed - src_base) * distinct).sum(1)
+
     def forward(
         self, batch: Seq2SeqBatch, *, label_smoothing: float = 0.0, teacher_forcing_ratio: float = 1.0
     ) -> torch.Tensor:
         """Mean negative log-likelihood per target token (label-smoothed over the vocabulary if asked)."""
-        log_probs = self.target_log_probs(batch, teacher_forcing_ratio)  # [B, T, X]
-        mask = batch.tgt_mask.float()  # type: ignore[union-attr]
-        nll = -log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # type: ignore[union-attr]
-        if label_smoothing > 0:
-            smooth = -log_probs[..., : self.config.vocab_size].mean(dim=-1)  # [B, T]
-            nll = (1.0 - label_smoothing) * nll + label_smoothing * smooth
-        return (nll * mask).sum() / mask.sum()
+        if teacher_forcing_ratio < 1.0:
+            log_probs = self.target_log_probs(batch, teacher_forcing_ratio)  # [B, T, X]
+            mask = batch.tgt_mask.float()  # type: ignore[union-attr]
+            nll = -log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # type: ignore[union-attr]
+            if label_smoothing > 0:
+                smooth = -log_probs[..., : self.config.vocab_size].mean(dim=-1)  # [B, T]
+                nll = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+            return (nll * mask).sum() / mask.sum()
+        lp, vocab_sum = self._target_scores(batch, vocab_sum=label_smoothing > 0)  # [M]
+        nll = -lp
+        if vocab_sum is not None:
+            nll = (1.0 - label_smoothing) * nll - label_smoothing * vocab_sum / self.config.vocab_size
+        return nll.mean()
 
     def sequence_log_probs(self, batch: Seq2SeqBatch) -> torch.Tensor:
         """Teacher-forced log-probability of each target token [B, T], 0 at padding (for scoring/eval)."""
-        log_probs = self.target_log_probs(batch)
-        lp = log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # type: ignore[union-attr]
-        return lp.masked_fill(~batch.tgt_mask, 0.0)  # type: ignore[operator]
+        lp, _ = self._target_scores(batch, vocab_sum=False)
+        mask = batch.tgt_mask  # type: ignore[union-attr]
+        return lp.new_zeros(mask.shape).masked_scatter(mask, lp)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _reorder_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x [B, S, D] with row b's positions taken in the order index [B, S]."""
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+def _gru_update(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """nn.GRUCell from its two projections gi, gh [N, 3H] (gate order r, z, n): the new hidden [N, H].
+
+    ``split``/``chunk``, not slicing: a slice's backward zero-fills a full-size gradient every step.
+    """
+    H = h.size(-1)
+    i_rz, i_n = gi.split([2 * H, H], dim=1)
+    h_rz, h_n = gh.split([2 * H, H], dim=1)
+    r, z = torch.sigmoid(i_rz + h_rz).chunk(2, dim=1)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n)
+
+
+def _lstm_update(gi: torch.Tensor, gh: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """nn.LSTMCell from its two projections gi, gh [N, 4H] (gate order i, f, g, o): new (hidden, cell)."""
+    i, f, g, o = (gi + gh).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
