@@ -408,8 +408,9 @@ class Seq2Seq(nn.Module):
         in_vocab = target < V
         vocab_lp = F.log_softmax(self._logits(real(h_tilde)), dim=-1)  # [M, V]
         if not self.config.copy:
-            lp = vocab_lp.gather(1, target.clamp_max(V - 1).unsqueeze(1)).squeeze(1)
-            return lp.masked_fill(~in_vocab, float("-inf")), vocab_lp.sum(-1) if vocab_sum else None
+            # Without a copy gate an out-of-vocabulary target word can only be written as <unk>.
+            lp = vocab_lp.gather(1, target.masked_fill(~in_vocab, UNK_ID).unsqueeze(1)).squeeze(1)
+            return lp, vocab_lp.sum(-1) if vocab_sum else None
         gate = self.copy_gate(torch.cat([ctx, query, x_all], dim=-1))  # [B, T, 1], p_gen = sigmoid(gate)
         base = (vocab_lp + F.logsigmoid(real(gate))).clamp_min(_LOG_PROB_FLOOR)  # [M, V] vocabulary part
         src = rows // T  # [M] the source of every position
