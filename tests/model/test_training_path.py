@@ -106,9 +106,6 @@ def test_dropout_is_applied_in_training_and_not_in_eval(vocab: Vocab) -> None:
 
 def test_a_model_without_copy_learns_unk_for_out_of_vocabulary_targets() -> None:
     """A reply that repeats an unknown word gives a finite loss: the no-copy model is trained on <unk>."""
-    from chatbot.model import Seq2Seq, Seq2SeqConfig, collate, encode_pair
-    from chatbot.text.vocab import UNK_ID, Vocab
-
     torch.manual_seed(0)
     vocab = Vocab.build([["your", "order", "is", "ready"]], min_freq=1)
     model = Seq2Seq(Seq2SeqConfig(vocab_size=len(vocab), emb_dim=8, hidden=16, enc_layers=1, dec_layers=1,
