@@ -125,15 +125,23 @@ def db_pairs(store: Any, max_turns: int, since: Any = None) -> tuple[list[Pair],
         return read_export(out), manifest
 
 
-def load_pairs(specs: Iterable[str], max_turns: int, store: Any = None) -> list[Pair]:
-    """Every pair of every spec, in order; ``db`` needs the store (a ``ConversationStore``)."""
+def load_pairs(specs: Iterable[str], max_turns: int, store: Any = None,
+               manifest: dict[str, Any] | None = None) -> list[Pair]:
+    """Every pair of every spec, in order; ``db`` needs the store (a ``ConversationStore``).
+
+    Pass a dict as ``manifest`` to receive what was read: the specs, pairs per spec and, for ``db``, the
+    store export's manifest under ``"export"`` (its ``customer_hashes`` let ``chatbot forget`` find the model)."""
     pairs: list[Pair] = []
+    specs = list(specs)
+    counts: dict[str, int] = {}
     for spec in specs:
         fmt, path = parse_spec(spec)
         if fmt == "db":
             if store is None:
                 raise SourceError("--data db needs a database (settings.database_url)")
-            got, _ = db_pairs(store, max_turns)
+            got, export_manifest = db_pairs(store, max_turns)
+            if manifest is not None:
+                manifest["export"] = export_manifest
             if not got:
                 raise SourceError("--data db: the export is empty (no reviewed or agent replies in the store)")
         else:
@@ -141,7 +149,10 @@ def load_pairs(specs: Iterable[str], max_turns: int, store: Any = None) -> list[
             got = load_file_pairs(fmt, path, max_turns)
             if not got:
                 raise SourceError(f"--data {spec}: no training pairs (no agent reply after a customer message)")
+        counts[spec] = len(got)
         pairs.extend(got)
+    if manifest is not None:
+        manifest.update(data=specs, pairs_per_spec=counts, pairs=len(pairs))
     return pairs
 
 

@@ -277,8 +277,12 @@ def train(
     threads: int = 0,
     progress: bool = True,
     decoding: dict[str, Any] | None = None,
+    manifest: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train (or fine-tune from ``init_from``, a model directory) into ``out_dir``."""
+    """Train (or fine-tune from ``init_from``, a model directory) into ``out_dir``.
+
+    ``manifest`` (what the data was: specs, counts, the store export's manifest) goes into the checkpoint's
+    ``config.json`` so a registered model can say what it was trained on (``chatbot forget`` reads it)."""
     from tqdm import tqdm
 
     d = init_distributed()
@@ -369,7 +373,8 @@ def train(
         if best is None or loss < best - 1e-4:
             best, bad_evals = loss, 0
             if d.main:
-                _save_model(model, vocab, out_dir / MODEL_SUBDIR, cfg, {"step": step, "dev_loss": loss}, decoding)
+                _save_model(model, vocab, out_dir / MODEL_SUBDIR, cfg, {"step": step, "dev_loss": loss}, decoding,
+                            manifest)
         else:
             bad_evals += 1
         if log is not None:
@@ -434,7 +439,7 @@ def train(
         bar.close()
     save_state()
     if not dev_examples and d.main:
-        _save_model(model, vocab, out_dir / MODEL_SUBDIR, cfg, {"step": step}, decoding)
+        _save_model(model, vocab, out_dir / MODEL_SUBDIR, cfg, {"step": step}, decoding, manifest)
     elapsed = time.monotonic() - t0
     if log is not None:
         plot_metrics(out_dir / METRICS_FILE, out_dir)
@@ -452,10 +457,10 @@ def decoding_of(settings: Any) -> dict[str, Any]:
 
 
 def _save_model(model: Seq2Seq, vocab: Vocab, model_dir: Path, cfg: TrainConfig, info: dict[str, Any],
-                decoding: dict[str, Any] | None) -> None:
+                decoding: dict[str, Any] | None, manifest: dict[str, Any] | None) -> None:
     from chatbot.model.checkpoint import save_checkpoint
 
-    save_checkpoint(model_dir, model, vocab, decoding=decoding,
+    save_checkpoint(model_dir, model, vocab, decoding=decoding, manifest=manifest,
                     extra={"train": info, "train_config": cfg.model_dump()})
 
 

@@ -37,14 +37,15 @@ def _store(settings: Any) -> Any:
     return ConversationStore(settings)
 
 
-def load_specs(specs: list[str], settings: Any, max_turns: int) -> list[Any]:
+def load_specs(specs: list[str], settings: Any, max_turns: int,
+               manifest: dict[str, Any] | None = None) -> list[Any]:
     """Pairs of every --data spec; opens the store only when one of them is ``db``."""
     from training.sources import load_pairs
 
     if "db" not in specs:
-        return load_pairs(specs, max_turns)
+        return load_pairs(specs, max_turns, manifest=manifest)
     with _store(settings) as store:
-        return load_pairs(specs, max_turns, store=store)
+        return load_pairs(specs, max_turns, store=store, manifest=manifest)
 
 
 @app.command("train")
@@ -64,11 +65,13 @@ def train_cmd(
     settings = get_settings(ctx)
     with _clear_errors():
         cfg = TrainConfig.from_toml(config)
-        pairs = load_specs(data, settings, cfg.max_turns)
+        manifest: dict[str, Any] = {}
+        pairs = load_specs(data, settings, cfg.max_turns, manifest)
         train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction)
+        manifest.update(train_pairs=len(train_pairs), dev_pairs=len(dev_pairs))
         typer.echo(f"{len(train_pairs)} training pairs, {len(dev_pairs)} dev pairs", err=True)
         result = train(train_pairs, dev_pairs, out, cfg, resume=resume, max_minutes=max_minutes,
-                       threads=settings.torch_threads, decoding=decoding_of(settings))
+                       threads=settings.torch_threads, decoding=decoding_of(settings), manifest=manifest)
     if as_json:
         echo_json(result.to_dict())
     else:
@@ -121,6 +124,32 @@ def models_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     for r in rows:
         chrf = (r["metrics"] or {}).get("chrf")
         typer.echo(f"{r['id']:>4}  {r['status']:<9}  {r['name']:<32}  chrF={chrf if chrf is not None else '-'}  {r['path']}")
+
+
+@models_app.command("register")
+def models_register(
+    ctx: typer.Context,
+    model: Path = typer.Argument(..., help="Checkpoint directory (e.g. OUT/model from chatbot train)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Unique version name (default: the directory's)."),
+    notes: Optional[str] = typer.Option(None, "--notes", help="Free text shown in `models list`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new version as JSON."),
+) -> None:
+    """Register a trained checkpoint as a candidate version (load-checked first; promote it afterwards)."""
+    from chatbot.model.checkpoint import load_checkpoint
+    from chatbot.store import registry
+
+    with _clear_errors():
+        loaded = load_checkpoint(model)  # refuses a corrupt or foreign directory before it reaches the registry
+        directory = model.resolve()
+        with _store(get_settings(ctx)) as store, store.transaction() as s:
+            v = registry.register(s, name or f"{directory.parent.name}/{directory.name}", str(directory),
+                                  manifest=loaded.config.get("manifest") or None,
+                                  metrics=loaded.config.get("metrics") or None, notes=notes)
+            row = _version_row(v)
+    if as_json:
+        echo_json(row)
+    else:
+        typer.echo(f"registered model version {row['id']} ({row['name']}) as a candidate")
 
 
 @models_app.command("promote")

@@ -98,3 +98,35 @@ def test_cli_eval_json_and_csv(tmp_path, tiny_jsonl, tiny_config):
     missing = subprocess.run(["chatbot", "eval", "--model", str(tmp_path / "nope"), "--data", f"jsonl:{tiny_jsonl}"],
                              env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "checkpoint directory not found" in missing.stderr
+
+
+def test_train_from_db_registers_with_its_export_manifest_and_forget_finds_it(tmp_path, tiny_config):
+    """`chatbot train --data db` keeps the export manifest in the checkpoint; `models register` carries it to
+    the registry, so erasing a customer names the model trained on their conversations."""
+    conversations = make_conversations(40, seed=3)
+    for i, c in enumerate(conversations):
+        c["customer_id"] = f"cust-{i % 4}"
+    data = write_jsonl(tmp_path / "logged.jsonl", conversations)
+    (tmp_path / "train.toml").write_text(
+        "\n".join(f"{k} = {json.dumps(v)}" for k, v in tiny_config.model_dump().items()
+                  if isinstance(v, (int, float, str)) and not isinstance(v, bool)) + "\n")
+    env = {**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data"), "CHATBOT_TORCH_THREADS": "1"}
+
+    def chatbot(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["chatbot", *args], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    chatbot("import", "jsonl", str(data), "--json")
+    chatbot("train", "--data", "db", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "train.toml"))
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["manifest"]["data"] == ["db"] and config["manifest"]["export"]["conversations"] == 40
+    version = json.loads(chatbot("models", "register", str(tmp_path / "run" / "model"), "--name", "from-db",
+                                 "--json").stdout)
+    assert version["status"] == "candidate"
+    again = subprocess.run(["chatbot", "models", "register", str(tmp_path / "run" / "model"), "--name", "from-db"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "already registered" in again.stderr
+    erased = json.loads(chatbot("forget", "--customer", "jsonl:cust-1", "--json").stdout)
+    assert [v["name"] for v in erased["model_versions"]] == ["from-db"]
+    assert erased["conversations"] == 10
