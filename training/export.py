@@ -10,7 +10,8 @@ A response with no context before it (a greeting opening the conversation) is no
 Each line of the output::
 
     {"context": [{"role": "customer", "text": "..."}, ...], "response": "...", "kind": "agent|approved|corrected",
-     "conversation_id": 17, "language": "en", "source": "sgd", "weight": 1.0, "seq": 4}
+     "conversation_id": 17, "language": "en", "source": "sgd", "weight": 1.0, "seq": 4,
+     "slot_values": ["7:30 pm"]}   # SGD slot values the response still contains (for entity-copy recall)
 
 Corrections weigh ``CORRECTION_WEIGHT``: an agent fixing the model is the most direct signal there is.
 
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from chatbot.store.models import Conversation, Message, Review, User, utcnow
 from chatbot.text.redact import redact
+from training.sources import slot_values
 
 CORRECTION_WEIGHT = 2.0
 PAGE = 500
@@ -188,11 +190,13 @@ def _pairs(conversation: Conversation, messages: list[Message], corrections: dic
                 text, kind = corrections[message.id], "corrected"
         shown = clean(message.text)
         if kind is not None and context:
+            response = shown if text is message.text else clean(text)
+            # SGD slot values of an agent turn, for entity-copy recall; a value redaction removed stays out.
+            values = slot_values(message.text, message.meta) if kind == "agent" else ()
             yield {
-                "context": context[-options.max_context_turns:], "kind": kind,
-                "response": shown if text is message.text else clean(text),
+                "context": context[-options.max_context_turns:], "kind": kind, "response": response,
                 "conversation_id": conversation.id, "language": conversation.language,
                 "source": conversation.source, "weight": CORRECTION_WEIGHT if kind == "corrected" else 1.0,
-                "seq": message.seq,
+                "seq": message.seq, "slot_values": [v for v in values if v in response],
             }
         context.append({"role": message.role, "text": shown})

@@ -104,6 +104,7 @@ def read_export(path: Path) -> list[Pair]:
                 row = json.loads(line)
                 context = tuple((t["role"], t["text"]) for t in row["context"])
                 pair = Pair(context, row["response"], row.get("language", "en"),
+                            slot_values=tuple(str(v) for v in row.get("slot_values") or ()),
                             conversation=f"{row.get('source', 'db')}:{row['conversation_id']}",
                             meta={"kind": row.get("kind"), "seq": row.get("seq")})
             except (ValueError, KeyError, TypeError) as exc:

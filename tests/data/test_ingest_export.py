@@ -133,6 +133,21 @@ def test_export_filters_and_no_redact(store, tmp_path: Path) -> None:  # type: i
         assert future["pairs"] == 0 and out.read_text() == ""
 
 
+def test_export_keeps_sgd_slot_values_for_entity_copy_recall(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.sources import read_export
+
+    _import(store, "sgd", FIXTURES / "sgd" / "dev")
+    out = tmp_path / "sgd.jsonl"
+    with store.transaction(read_only=True) as session:
+        export_pairs(session, out, ExportOptions(source="sgd"))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    first = next(r for r in rows if r["response"].startswith("Sino in San Jose"))
+    assert first["slot_values"] == ["Sino", "San Jose"]
+    assert all(v in r["response"] for r in rows for v in r["slot_values"])
+    pair = next(p for p in read_export(out) if p.reply.startswith("Sino in San Jose"))
+    assert pair.slot_values == ("Sino", "San Jose")
+
+
 def test_forget_deletes_everything_and_lists_models(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with store.transaction() as session:
         user_id = _conversation_with_reviews(session)
