@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from training.importers.base import Item, add_turn, build_each, expand_files, field, per_file
-from training.importers.reading import iter_json_array, open_text
+from training.importers.reading import json_array_items, open_text
 from training.importers.records import ConversationRecord, ImportFormatError
 
 SOURCE = "abcd"
@@ -47,8 +47,7 @@ def _read_file(path: Path, language: str) -> Iterator[Item]:
             items = ((f"{name} record {i}", obj) for name, rows in splits.items()
                      if isinstance(rows, list) for i, obj in enumerate(rows))
         else:
-            items = ((f"record {i}, line {line}", obj)
-                     for i, line, obj in iter_json_array(path, _Prefixed(stripped, text)))
+            items = json_array_items(path, _Prefixed(stripped, text))
         yield from build_each(items, lambda obj, position: _dialogue(obj, path, position, language))
 
 

@@ -118,6 +118,12 @@ def iter_lines(path: Path, text: _StrictText | io.TextIOBase) -> Iterator[tuple[
         yield lineno, line.rstrip("\r\n")
 
 
+def json_array_items(path: Path, text: Any) -> Iterator[tuple[str, Any]]:
+    """``(position, object)`` for each element of a top-level JSON array, positioned as importers report it."""
+    for i, line, obj in iter_json_array(path, text):
+        yield f"record {i}, line {line}", obj
+
+
 def iter_json_array(path: Path, text: io.TextIOBase) -> Iterator[tuple[int, int, Any]]:
     """Stream the elements of a top-level JSON array: (record index, line, value), one at a time."""
     decoder = json.JSONDecoder()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from training.importers.base import Item, add_turn, build_each, expand_files, field, per_file
-from training.importers.reading import iter_json_array, open_text
+from training.importers.reading import json_array_items, open_text
 from training.importers.records import ConversationRecord, ImportFormatError
 
 SOURCE = "taskmaster"
@@ -29,7 +29,7 @@ def read(path: Path, language: str | None) -> Iterator[Item]:
 
 def _read_file(path: Path, language: str) -> Iterator[Item]:
     with open_text(path) as text:
-        items = ((f"record {i}, line {line}", obj) for i, line, obj in iter_json_array(path, text))
+        items = json_array_items(path, text)
         yield from build_each(items, lambda obj, position: _dialogue(obj, path, position, language))
 
 def _dialogue(obj: Any, path: Path, position: str, language: str) -> ConversationRecord:
