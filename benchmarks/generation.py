@@ -48,9 +48,10 @@ class Row:
 
 
 REPO = Path(__file__).resolve().parents[1]
-# The decoding code a baseline revision replaces (everything else is shared with the current tree).
-BASELINE_MODULES = {"seq2seq": "chatbot/model/seq2seq.py", "search": "chatbot/generation/search.py",
-                    "quantize": "chatbot/generation/quantize.py"}
+# The decoding code a baseline revision replaces (everything else is shared with the current tree), in
+# import order: a later module that imports an earlier one by its package name gets the baseline copy.
+BASELINE_MODULES = {"seq2seq": "chatbot/model/seq2seq.py", "processors": "chatbot/generation/processors.py",
+                    "search": "chatbot/generation/search.py", "quantize": "chatbot/generation/quantize.py"}
 
 
 def current_code() -> types.SimpleNamespace:
@@ -61,19 +62,34 @@ def current_code() -> types.SimpleNamespace:
 
 
 def baseline_code(rev: str) -> types.SimpleNamespace:
-    """The model, search and quantization modules as they were at git revision ``rev``."""
+    """The model, processor, search and quantization modules as they were at git revision ``rev``."""
     modules = {}
-    for name, path in BASELINE_MODULES.items():
-        try:
-            source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True,
-                                    text=True).stdout
-        except subprocess.CalledProcessError as exc:
-            raise SystemExit(f"cannot read {path} at {rev}: {exc.stderr.strip()}") from None
-        module = types.ModuleType(f"_baseline_{name}")
-        sys.modules[module.__name__] = module  # dataclasses look their module up
-        exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)  # noqa: S102 -- our own code from git
-        modules[name] = module
+    saved = {}
+    try:
+        for name, path in BASELINE_MODULES.items():
+            modules[name] = _exec_at(rev, name, path)
+            package_name = path.removesuffix(".py").replace("/", ".")
+            saved.setdefault(package_name, sys.modules.get(package_name))
+            sys.modules[package_name] = modules[name]  # seen by the `from ... import` of later modules
+    finally:
+        for package_name, module in saved.items():
+            if module is None:
+                sys.modules.pop(package_name, None)
+            else:
+                sys.modules[package_name] = module
     return types.SimpleNamespace(**modules)
+
+
+def _exec_at(rev: str, name: str, path: str) -> types.ModuleType:
+    try:
+        source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True,
+                                text=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"cannot read {path} at {rev}: {exc.stderr.strip()}") from None
+    module = types.ModuleType(f"_baseline_{name}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)  # noqa: S102 -- our own code from git
+    return module
 
 
 def ours(int8: bool, code: types.SimpleNamespace) -> tuple[Callable[[torch.Tensor], object], int]:

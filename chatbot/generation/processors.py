@@ -8,6 +8,11 @@ every waiting request.
 Processors that carry per-request data (:class:`ContextNGramBlock`) take one entry per batch row. The
 searches lay rows out batch-major (the beams of request ``b`` are rows ``b*k .. b*k+k-1``); when they drop
 finished requests they call ``for_rows(batch_index)`` to get a processor matching the new row layout.
+
+The searches take a faster path: every processor here also offers ``apply_(generated_ids, scores)``,
+which edits a score table the search owns in place and touches only the entries it changes (the
+repetition penalty rewrites the [N, t] generated ids, the n-gram blocks a few ids per row). ``__call__``
+is that same code run on a copy, so the pure contract and the fast path cannot drift apart.
 """
 
 from __future__ import annotations
@@ -26,7 +31,32 @@ class Processor(Protocol):
     def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
 
 
-class RepetitionPenalty:
+class InPlaceProcessor:
+    """A processor whose work is ``apply_``; calling it runs ``apply_`` on a copy of the scores."""
+
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        """Edit ``scores`` [N, V] in place (the caller owns it); ``generated_ids`` stays unchanged."""
+        raise NotImplementedError
+
+    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        out = scores.clone()
+        self.apply_(generated_ids, out)
+        return out
+
+
+def apply_processors_(processors: Sequence[Processor], generated_ids: torch.Tensor,
+                      scores: torch.Tensor) -> torch.Tensor:
+    """Run ``processors`` in order on ``scores``, which the caller owns and which may be edited in place;
+    returns the processed table (``scores`` itself unless a processor without ``apply_`` is among them)."""
+    for proc in processors:
+        if isinstance(proc, InPlaceProcessor):
+            proc.apply_(generated_ids, scores)
+        else:
+            scores = proc(generated_ids, scores)
+    return scores
+
+
+class RepetitionPenalty(InPlaceProcessor):
     """CTRL / Hugging Face repetition penalty: tokens already generated in a row become less likely.
 
     A negative score is multiplied by ``penalty`` and a positive one divided by it, so ``penalty > 1``
@@ -38,25 +68,24 @@ class RepetitionPenalty:
             raise ValueError(f"repetition penalty must be > 0, got {penalty!r}")
         self.penalty = float(penalty)
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
         if generated_ids.size(1) == 0 or self.penalty == 1.0:
-            return scores
-        seen = scores.gather(1, generated_ids)  # [N, t]
-        seen = torch.where(seen < 0, seen * self.penalty, seen / self.penalty)
-        return scores.scatter(1, generated_ids, seen)
+            return
+        seen = scores.gather(1, generated_ids)  # [N, t]; a repeated id gathers (and writes) one value
+        seen = torch.where(seen < 0, seen * self.penalty, seen / self.penalty)  # exactly as HF computes it
+        scores.scatter_(1, generated_ids, seen)
 
 
-def _ban(scores: torch.Tensor, tokens: torch.Tensor, banned: torch.Tensor) -> torch.Tensor:
-    """Set ``scores[i, tokens[i, j]] = -inf`` wherever ``banned[i, j]``; tokens/banned are [N, W]."""
-    if not bool(banned.any()):
-        return scores
-    rows = torch.arange(scores.size(0), device=scores.device)[:, None].expand_as(tokens)[banned]
-    out = scores.clone()
-    out[rows, tokens[banned]] = NEG_INF  # one copy of the scores, no [N, V] mask
-    return out
+def _ban_(scores: torch.Tensor, tokens: torch.Tensor, banned: torch.Tensor) -> None:
+    """``scores[i, tokens[i, j]] = -inf`` wherever ``banned[i, j]``; tokens/banned are [N, W].
+
+    Adding -inf (banned) or 0 (not) with ``scatter_add_`` is exact even when an id repeats in a row,
+    and needs neither a copy of the scores nor a host sync to count the bans.
+    """
+    scores.scatter_add_(1, tokens, torch.zeros_like(tokens, dtype=scores.dtype).masked_fill_(banned, NEG_INF))
 
 
-class NoRepeatNGram:
+class NoRepeatNGram(InPlaceProcessor):
     """A token that would complete an n-gram already present in the row's generated text gets ``-inf``."""
 
     def __init__(self, n: int) -> None:
@@ -64,17 +93,17 @@ class NoRepeatNGram:
             raise ValueError(f"no-repeat n-gram size must be >= 1, got {n!r}")
         self.n = n
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
         n, t = self.n, generated_ids.size(1)
         if t < n:  # no complete n-gram yet
-            return scores
+            return
         grams = generated_ids.unfold(1, n, 1)  # [N, t-n+1, n]
         prefix = generated_ids[:, t - n + 1:]  # [N, n-1]
         match = (grams[:, :, : n - 1] == prefix[:, None, :]).all(dim=2)  # [N, W]
-        return _ban(scores, grams[:, :, n - 1], match)
+        _ban_(scores, grams[:, :, n - 1], match)
 
 
-class ContextNGramBlock:
+class ContextNGramBlock(InPlaceProcessor):
     """Blocks n-grams copied from the customer's own words, so the bot does not parrot the customer.
 
     ``context_ids`` has one token-id sequence per batch row (ids as fed to the model, copied OOVs included);
@@ -114,17 +143,18 @@ class ContextNGramBlock:
             raise ValueError(f"{num_rows} rows do not split evenly over {self.num_batch_rows} contexts")
         return self._grams.repeat_interleave(num_rows // self.num_batch_rows, dim=0)
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
         n, t = self.n, generated_ids.size(1)
         if t < n - 1:
-            return scores
+            return
         grams = self._grams_for(scores.size(0)).to(scores.device)  # [N, W, n]
         prefix = generated_ids[:, t - n + 1:]  # [N, n-1]
-        match = (grams[:, :, : n - 1] == prefix[:, None, :]).all(dim=2) & (grams[:, :, n - 1] >= 0)
-        return _ban(scores, grams[:, :, n - 1], match)
+        last = grams[:, :, n - 1]  # [N, W], -1 in padding
+        match = (grams[:, :, : n - 1] == prefix[:, None, :]).all(dim=2) & (last >= 0)
+        _ban_(scores, last.clamp_min(0), match)
 
 
-class MinNewTokens:
+class MinNewTokens(InPlaceProcessor):
     """EOS is impossible until ``min_new_tokens`` tokens have been generated."""
 
     def __init__(self, min_new_tokens: int, eos_token_id: int) -> None:
@@ -133,15 +163,12 @@ class MinNewTokens:
         self.min_new_tokens = min_new_tokens
         self.eos_token_id = eos_token_id
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if generated_ids.size(1) >= self.min_new_tokens:
-            return scores
-        out = scores.clone()
-        out[:, self.eos_token_id] = NEG_INF
-        return out
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        if generated_ids.size(1) < self.min_new_tokens:
+            scores.select(1, self.eos_token_id).fill_(NEG_INF)
 
 
-class SuppressTokens:
+class SuppressTokens(InPlaceProcessor):
     """Tokens that must never be written (padding, BOS, ``<unk>``, speaker and language markers) get ``-inf``."""
 
     def __init__(self, token_ids: Sequence[int]) -> None:
@@ -149,11 +176,11 @@ class SuppressTokens:
             raise ValueError("token ids must be >= 0")
         self.token_ids = torch.as_tensor(sorted(set(map(int, token_ids))), dtype=torch.long)
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return scores.index_fill(1, self.token_ids.to(scores.device), NEG_INF)
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        scores.index_fill_(1, self.token_ids.to(scores.device), NEG_INF)
 
 
-class Temperature:
+class Temperature(InPlaceProcessor):
     """Divides scores by ``temperature``: below 1 sharpens the sampling distribution, above 1 flattens it."""
 
     def __init__(self, temperature: float) -> None:
@@ -161,11 +188,11 @@ class Temperature:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return scores / self.temperature
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        scores.div_(self.temperature)
 
 
-class TopK:
+class TopK(InPlaceProcessor):
     """Keeps the ``k`` best tokens of each row (ties at the k-th score are kept too); the rest get ``-inf``."""
 
     def __init__(self, k: int) -> None:
@@ -173,13 +200,13 @@ class TopK:
             raise ValueError(f"top_k must be >= 1, got {k!r}")
         self.k = k
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
         k = min(self.k, scores.size(1))
         kth = scores.topk(k, dim=1).values[:, -1:]  # [N, 1]
-        return scores.masked_fill(scores < kth, NEG_INF)
+        scores.masked_fill_(scores < kth, NEG_INF)
 
 
-class TopP:
+class TopP(InPlaceProcessor):
     """Nucleus filtering (Hugging Face semantics): keeps the smallest set of best tokens whose probability
     reaches ``top_p``; always keeps at least the best token."""
 
@@ -188,13 +215,13 @@ class TopP:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
         self.top_p = float(top_p)
 
-    def __call__(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
         sorted_scores, order = scores.sort(dim=1)  # ascending
         cumulative = sorted_scores.softmax(dim=1).cumsum(dim=1)
         drop_sorted = cumulative <= 1 - self.top_p
         drop_sorted[:, -1] = False
         drop = drop_sorted.scatter(1, order, drop_sorted)
-        return scores.masked_fill(drop, NEG_INF)
+        scores.masked_fill_(drop, NEG_INF)
 
 
 def build_processors(

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from chatbot.generation.config import GenerationConfig
-from chatbot.generation.processors import NEG_INF, Processor, build_processors
+from chatbot.generation.processors import NEG_INF, Processor, apply_processors_, build_processors
 
 
 class StepModel(Protocol):
@@ -78,10 +78,24 @@ def _bind(processors: Sequence[Processor], row_batch: torch.Tensor) -> list[Proc
     return [p.for_rows(row_batch) if hasattr(p, "for_rows") else p for p in processors]
 
 
-def _process(processors: Sequence[Processor], generated: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    for proc in processors:
-        scores = proc(generated, scores)
-    return scores
+class _Scratch:
+    """The search's own copy of each step's log-probs, for the processors to edit in place: the model's
+    tensor is never touched, and the buffer is reused while the row count stays the same."""
+
+    def __init__(self, processors: Sequence[Processor]) -> None:
+        self.processors = processors
+        self.buffer: torch.Tensor | None = None
+
+    def bind(self, processors: Sequence[Processor]) -> None:
+        self.processors = processors
+
+    def __call__(self, generated: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+        if not self.processors:
+            return log_probs
+        if self.buffer is None or self.buffer.shape != log_probs.shape or self.buffer.dtype != log_probs.dtype:
+            self.buffer = torch.empty_like(log_probs)
+        self.buffer.copy_(log_probs)
+        return apply_processors_(self.processors, generated, self.buffer)
 
 
 def _resolve(config: GenerationConfig, processors: Sequence[Processor] | None) -> list[Processor]:
@@ -203,7 +217,7 @@ def beam_search(
     active = torch.arange(batch, device=device)  # batch rows still searching
     row_batch = active.repeat_interleave(k)  # [N] batch row of each live beam
     state = model.reorder(state, row_batch)
-    bound = _bind(procs, row_batch)
+    process = _Scratch(_bind(procs, row_batch))
     beam_scores = torch.full((batch, k), NEG_INF, device=device)
     beam_scores[:, 0] = 0.0  # all beams start identical: keep one so candidates are distinct
     beam_scores = beam_scores.view(-1)  # [N]
@@ -211,36 +225,41 @@ def beam_search(
     history: torch.Tensor | None = None  # [N, t, S] attention of each generated token
     last = torch.full((batch * k,), config.bos_token_id, dtype=torch.long, device=device)
     kept = _Kept(batch, k, max_len, device)
+    first_beam = torch.arange(batch, device=device) * k  # [A] first beam row of each active request
 
     for t in range(max_len):
         log_probs, state = model.step(last, state)  # [N, V]
-        scores = _process(bound, tokens, log_probs)
+        scores = process(tokens, log_probs)
         n_rows, width = active.numel(), min(2 * k, scores.size(1))
         # The 2k best continuations of a request lie among the 2k best of each of its beams: two small
         # top-k passes instead of one over k * V scores per request.
         beam_top, beam_ids = row_topk(scores, width)  # [N, W]
         total = (beam_top + beam_scores[:, None]).view(n_rows, k * width)
         top_scores, top_ids = total.topk(min(2 * k, k * width), dim=1)  # [A, C]
-        parent = top_ids // width + (torch.arange(n_rows, device=device) * k)[:, None]  # [A, C] beam row
+        parent = top_ids // width + first_beam[:, None]  # [A, C] beam row
         token = beam_ids.view(n_rows, k * width).gather(1, top_ids)
         is_eos = token == eos
+        any_eos = bool(is_eos.any())  # rare until replies end: skip the EOS bookkeeping without one
         if return_attention:
             step_attention = _attention(state)  # [N, S]
             if history is None:
                 history = step_attention.new_zeros(step_attention.size(0), 0, step_attention.size(1))
 
         # EOS among the k best candidates ends a hypothesis (t tokens + EOS scored)
-        ends = is_eos[:, :k] & torch.isfinite(top_scores[:, :k])
-        if bool(ends.any()):
+        ends = is_eos[:, :k] & torch.isfinite(top_scores[:, :k]) if any_eos else None
+        if ends is not None and bool(ends.any()):
             ended_parent = parent[:, :k]
             kept.merge(active, torch.where(ends, top_scores[:, :k] / (t + 1) ** lp, NEG_INF),
                        tokens[ended_parent], True, history[ended_parent] if history is not None else None)
 
         # the k best non-EOS candidates live on (EOS ones are pushed behind, order otherwise kept)
-        rank = torch.arange(top_ids.size(1), device=device)
-        pick = (is_eos.long() * top_ids.size(1) + rank).argsort(dim=1)[:, :k]  # [A, k]
-        live_scores = top_scores.gather(1, pick).masked_fill(is_eos.gather(1, pick), NEG_INF)
-        parent, token = parent.gather(1, pick), token.gather(1, pick)
+        if any_eos:
+            rank = torch.arange(top_ids.size(1), device=device)
+            pick = (is_eos.long() * top_ids.size(1) + rank).argsort(dim=1)[:, :k]  # [A, k]
+            live_scores = top_scores.gather(1, pick).masked_fill(is_eos.gather(1, pick), NEG_INF)
+            parent, token = parent.gather(1, pick), token.gather(1, pick)
+        else:
+            live_scores, parent, token = top_scores[:, :k], parent[:, :k], token[:, :k]
 
         if t + 1 == max_len:  # out of room: the live beams compete as cut-off replies
             attention = None
@@ -259,7 +278,8 @@ def beam_search(
             active, parent, token, live_scores = active[keep], parent[keep], token[keep], live_scores[keep]
             if active.numel() == 0:
                 break
-            bound = _bind(procs, active.repeat_interleave(k))
+            first_beam = torch.arange(active.numel(), device=device) * k
+            process.bind(_bind(procs, active.repeat_interleave(k)))
 
         flat = parent.reshape(-1)  # [N'] source row of every surviving beam
         tokens = torch.cat([tokens[flat], token.reshape(-1, 1)], dim=1)
@@ -332,7 +352,7 @@ def _decode_rows(
     if copies > 1:
         state = model.reorder(state, row_batch)
     alive = torch.arange(batch * copies, device=device)  # original row of each live row
-    bound = _bind(procs, row_batch)
+    process = _Scratch(_bind(procs, row_batch))
     tokens = torch.zeros(alive.numel(), 0, dtype=torch.long, device=device)
     sums = torch.zeros(alive.numel(), device=device)
     last = torch.full((alive.numel(),), config.bos_token_id, dtype=torch.long, device=device)
@@ -341,7 +361,7 @@ def _decode_rows(
 
     for t in range(max_len):
         log_probs, state = model.step(last, state)
-        token, token_score = choose(_process(bound, tokens, log_probs))
+        token, token_score = choose(process(tokens, log_probs))
         sums = sums + token_score
         if return_attention:
             step_attention = _attention(state)
@@ -365,7 +385,7 @@ def _decode_rows(
             alive, tokens, sums, token = alive[keep], tokens[keep], sums[keep], token[keep]
             history = history[keep] if history is not None else None
             state = model.reorder(state, keep)
-            bound = _bind(procs, row_batch[alive])
+            process.bind(_bind(procs, row_batch[alive]))
         last = token
 
     per_row = [hyps[0] for hyps in kept.results(1)]
