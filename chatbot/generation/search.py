@@ -2,9 +2,10 @@
 
 The searches know nothing about GRUs or attention layers: a model only has to advance a batch of rows by
 one token (``step``) and select/duplicate rows of its state (``reorder``). All beams of all requests share
-one ``step`` call per generated token; rows whose request is finished are dropped from the state so they
-cost nothing afterwards. Everything per step is tensor work over rows -- there is no Python loop over
-hypotheses.
+one ``step`` call per generated token (the first on one row per request, since its beams start identical);
+rows whose request is finished are dropped from the state so they cost nothing afterwards. Processors edit
+the search's own copy of each step's log-probs in place (``apply_``), never the model's tensor.
+Everything per step is tensor work over rows -- there is no Python loop over hypotheses.
 
 Scores: a hypothesis scores the sum of the processed log-probs of its generated tokens, EOS included,
 divided by ``scored_tokens ** length_penalty`` where ``scored_tokens = len(tokens) + 1`` for a reply that
@@ -216,19 +217,20 @@ def beam_search(
 
     active = torch.arange(batch, device=device)  # batch rows still searching
     row_batch = active.repeat_interleave(k)  # [N] batch row of each live beam
-    state = model.reorder(state, row_batch)
     process = _Scratch(_bind(procs, row_batch))
     beam_scores = torch.full((batch, k), NEG_INF, device=device)
     beam_scores[:, 0] = 0.0  # all beams start identical: keep one so candidates are distinct
     beam_scores = beam_scores.view(-1)  # [N]
     tokens = torch.zeros(batch * k, 0, dtype=torch.long, device=device)  # [N, t]
     history: torch.Tensor | None = None  # [N, t, S] attention of each generated token
-    last = torch.full((batch * k,), config.bos_token_id, dtype=torch.long, device=device)
+    last = torch.full((batch,), config.bos_token_id, dtype=torch.long, device=device)
     kept = _Kept(batch, k, max_len, device)
     first_beam = torch.arange(batch, device=device) * k  # [A] first beam row of each active request
 
     for t in range(max_len):
         log_probs, state = model.step(last, state)  # [N, V]
+        if t == 0:  # the k beams of a request start identical: step once per request, then expand
+            log_probs, state = log_probs.index_select(0, row_batch), model.reorder(state, row_batch)
         scores = process(tokens, log_probs)
         n_rows, width = active.numel(), min(2 * k, scores.size(1))
         # The 2k best continuations of a request lie among the 2k best of each of its beams: two small

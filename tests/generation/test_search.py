@@ -225,3 +225,11 @@ def test_wide_beam_returns_the_brute_force_best_reply(seed, penalty, ngram, rows
         tokens, score = brute_force_best(model, row, config)
         assert results[row][0].tokens == tokens
         assert results[row][0].score == pytest.approx(score, abs=1e-5)
+
+
+def test_the_first_step_runs_once_per_request_and_later_steps_once_per_beam():
+    model = ScriptedModel(random_script(3, 6), 6)
+    config = GenerationConfig(bos_token_id=BOS, eos_token_id=EOS, num_beams=3, max_new_tokens=2, min_new_tokens=2)
+    result = beam_search(model, model.start([0, 1]), config)
+    assert [len(h[0].tokens) for h in result] == [2, 2]
+    assert model.step_calls == 2 and model.rows_stepped == 2 + 2 * 3  # BOS rows are not duplicated k times
