@@ -228,17 +228,11 @@ def demo_cmd(
 
 
 def _serve(settings: Settings, sock: socket.socket) -> None:
-    import os
-
     import uvicorn
 
-    from web.app import GRADIO_OFFLINE_ENV, create_app
+    from chatbot.cli.serve import build_app
 
-    os.environ.update(GRADIO_OFFLINE_ENV)
-    try:
-        application = create_app(settings)
-    except Exception as exc:  # bad model, unreachable database: one clear line
-        raise CliError(f"cannot start: {exc}") from exc
+    application = build_app(settings)
     host, port = sock.getsockname()[:2]
     base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     typer.echo(f"customer chat: {base}/\nagent console: {base}/agent\nadmin:         {base}/admin\n"

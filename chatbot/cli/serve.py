@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from chatbot.cli import CliError, app, echo_json, get_settings
+from chatbot.settings import Settings
 
 users_app = typer.Typer(help="Manage agent and admin accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -20,19 +23,21 @@ def serve(
 
     One process, one generation worker; for more capacity run several replicas on one PostgreSQL.
     """
-    import os
-
     import uvicorn
 
-    from web.app import GRADIO_OFFLINE_ENV, create_app
-
     settings = get_settings(ctx)
-    os.environ.update(GRADIO_OFFLINE_ENV)
-    try:
-        application = create_app(settings)
-    except Exception as exc:  # bad model, unreachable database: one clear line
-        raise CliError(f"cannot start: {exc}") from exc
+    application = build_app(settings)
     uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+def build_app(settings: Settings) -> Any:
+    """The web app (create_app keeps Gradio offline), or one clear line: bad model, unreachable database."""
+    from web.app import create_app
+
+    try:
+        return create_app(settings)
+    except Exception as exc:
+        raise CliError(f"cannot start: {exc}") from exc
 
 
 @users_app.command("add")
