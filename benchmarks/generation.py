@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from gitrev import modules_at  # benchmarks/gitrev.py, beside this script
 
 CONTEXT, NEW_TOKENS, BEAMS, REPETITION, NO_REPEAT = 40, 30, 5, 1.2, 3
 BOS, EOS, PAD, FIRST_WORD = 1, 2, 0, 10
@@ -63,33 +63,7 @@ def current_code() -> types.SimpleNamespace:
 
 def baseline_code(rev: str) -> types.SimpleNamespace:
     """The model, processor, search and quantization modules as they were at git revision ``rev``."""
-    modules = {}
-    saved = {}
-    try:
-        for name, path in BASELINE_MODULES.items():
-            modules[name] = _exec_at(rev, name, path)
-            package_name = path.removesuffix(".py").replace("/", ".")
-            saved.setdefault(package_name, sys.modules.get(package_name))
-            sys.modules[package_name] = modules[name]  # seen by the `from ... import` of later modules
-    finally:
-        for package_name, module in saved.items():
-            if module is None:
-                sys.modules.pop(package_name, None)
-            else:
-                sys.modules[package_name] = module
-    return types.SimpleNamespace(**modules)
-
-
-def _exec_at(rev: str, name: str, path: str) -> types.ModuleType:
-    try:
-        source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True,
-                                text=True).stdout
-    except subprocess.CalledProcessError as exc:
-        raise SystemExit(f"cannot read {path} at {rev}: {exc.stderr.strip()}") from None
-    module = types.ModuleType(f"_baseline_{name}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)  # noqa: S102 -- our own code from git
-    return module
+    return modules_at(rev, BASELINE_MODULES)
 
 
 def ours(int8: bool, code: types.SimpleNamespace) -> tuple[Callable[[torch.Tensor], object], int]:

@@ -14,13 +14,8 @@ run. Every loop counts real (non-padding) source + target tokens per second; the
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import io
 import json
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 import types
 from collections.abc import Callable
@@ -35,26 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if sys.path and Path(sys.path[0]).resolve() == ROOT / "benchmarks":
     sys.path[0] = str(ROOT)  # run as a script: this file's name must not hide the `training` package
 
+from benchmarks.gitrev import modules_at  # noqa: E402 -- needs the repository root on sys.path first
+
 BASELINE_MODULES = {"seq2seq": "chatbot/model/seq2seq.py", "dataset": "training/dataset.py"}
 
 
 def git_modules(rev: str) -> types.SimpleNamespace:
-    """The model and batching modules as they were at git revision ``rev`` (extracted with git archive)."""
-    archive = subprocess.run(["git", "archive", rev, *BASELINE_MODULES.values()], cwd=ROOT, capture_output=True,
-                             check=False)
-    if archive.returncode:
-        raise SystemExit(f"cannot read {rev}: {archive.stderr.decode().strip()}")
-    modules = {}
-    with tempfile.TemporaryDirectory(prefix="train-baseline-") as tmp, \
-            tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(tmp, filter="data")
-        for name, path in BASELINE_MODULES.items():
-            spec = importlib.util.spec_from_file_location(f"_baseline_training_{name}", Path(tmp) / path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # dataclasses look their module up
-            spec.loader.exec_module(module)
-            modules[name] = module
-    return types.SimpleNamespace(**modules)
+    """The model and batching modules as they were at git revision ``rev``."""
+    return modules_at(rev, BASELINE_MODULES, prefix="_baseline_training")
 
 
 def pipeline_batches(dataset: types.ModuleType, examples: list, cfg) -> list[list[int]]:
