@@ -13,9 +13,6 @@ CITIES = ["denver", "paris", "boston", "austin", "oslo", "lima", "quito", "perth
           "zurich", "kyoto", "havana", "nairobi", "sofia", "tunis"]
 DAYS = ["monday", "tuesday", "friday", "sunday"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
-
 
 def _reply_message(template: str, **values: str) -> dict:
     """An agent message whose slot values carry SGD-style character spans."""
