@@ -59,6 +59,7 @@ class TrainConfig(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict)
     seed: int = 1234
     epochs: int = Field(20, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps; the LR schedule ends there.")
     max_tokens: int = Field(6000, ge=16, description="Padded tokens per global batch.")
     max_batch_size: int = Field(96, ge=1)
     lr: float = Field(2e-3, gt=0)
@@ -107,7 +108,7 @@ class TrainResult:
     steps: int
     epochs_done: float
     best_dev_loss: float | None
-    stopped: str  # "epochs", "early_stopping", "max_minutes"
+    stopped: str  # "epochs", "max_steps", "early_stopping", "max_minutes"
     tokens_per_s: float
     elapsed_s: float
 
@@ -325,6 +326,8 @@ def train(
                                  cfg.seed, rank=d.rank, world_size=d.world_size)
     steps_per_epoch = len(sampler)
     total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:  # a time-boxed run: let the cosine decay finish inside the box
+        total_steps = min(total_steps, cfg.max_steps)
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -365,9 +368,10 @@ def train(
 
     def evaluate_dev() -> bool:
         """Log dev loss; save the model when it improved. True when patience ran out."""
-        nonlocal best, bad_evals
+        nonlocal best, bad_evals, last_eval_step
         if not dev_examples:
             return False
+        last_eval_step = step
         nll, n = dev_loss(model, dev_examples, vocab, cfg.max_tokens, cfg.max_batch_size)
         loss = nll / max(n, 1)
         if best is None or loss < best - 1e-4:
@@ -386,6 +390,7 @@ def train(
     last_ckpt = t0
     window_loss, window_tokens, window_real, window_t0 = 0.0, 0, 0, t0
     stopped = "epochs"
+    last_eval_step = step
     model.train()
     bar = tqdm(total=total_steps, initial=step, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     try:
@@ -428,8 +433,10 @@ def train(
                     stopped = "early_stopping"
                 now = time.monotonic()
                 out_of_time = max_minutes is not None and now - t0 >= max_minutes * 60
-                if _any_rank(out_of_time, d) and stopped == "epochs":
-                    stopped = "max_minutes"
+                if stopped == "epochs" and (step >= total_steps or _any_rank(out_of_time, d)):
+                    stopped = "max_steps" if step >= total_steps else "max_minutes"
+                    if last_eval_step != step:  # keep what the steps since the last evaluation learned
+                        evaluate_dev()
                 if stopped != "epochs" or _any_rank(now - last_ckpt >= cfg.checkpoint_minutes * 60, d):
                     save_state()
                     last_ckpt = now
@@ -452,7 +459,8 @@ def train(
 
 def decoding_of(settings: Any) -> dict[str, Any]:
     """The decoding settings a model is trained for; saved into its checkpoint."""
-    keys = ("num_beams", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size", "length_penalty")
+    keys = ("num_beams", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size",
+            "encoder_no_repeat_ngram_size", "length_penalty")
     return {k: getattr(settings, k) for k in keys}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from training.sources import SourceError, load_pairs, split_dev
-from training.train import METRICS_FILE, STATE_FILE, TrainConfig, TrainError, train
+from training.train import METRICS_FILE, STATE_FILE, TrainConfig, TrainError, lr_lambda, train
 
 TINY_TOML = """size = "tiny"
 epochs = {epochs}
@@ -63,6 +63,25 @@ def test_lr_warms_up_then_decays(tiny_jsonl, tiny_config, tmp_path):
     lrs = [float(r["lr"]) for r in _rows(tmp_path / "run") if r["train_loss"]]
     assert lrs[0] < lrs[2] < lrs[3] == pytest.approx(cfg.lr)  # warmup
     assert lrs[-1] < lrs[4]  # decay
+
+
+def test_max_steps_ends_the_schedule_and_keeps_the_last_steps(tiny_jsonl, tiny_config, tmp_path):
+    from chatbot.model.checkpoint import load_checkpoint
+
+    pairs = load_pairs([f"jsonl:{tiny_jsonl}"], max_turns=6)
+    cfg = tiny_config.model_copy(update={"epochs": 50, "max_steps": 13, "eval_every": 1000, "min_lr_ratio": 0.1})
+    result = train(*split_dev(pairs, 0.1), tmp_path / "run", cfg, progress=False)
+    rows = _rows(tmp_path / "run")
+    lrs = [float(r["lr"]) for r in rows if r["train_loss"]]
+    assert result.stopped == "max_steps" and result.steps == 13 and len(lrs) == 13
+    # the cosine decays over max_steps, not over the 50 epochs: the last step is one step from its floor
+    expected = [cfg.lr * lr_lambda(cfg.warmup_steps, 13, cfg.min_lr_ratio)(i) for i in range(13)]
+    assert lrs == pytest.approx(expected, rel=1e-4) and lrs[-1] < cfg.lr * 0.15
+    # the steps after the last scheduled evaluation are evaluated and kept, not thrown away
+    assert [int(r["step"]) for r in rows if r["dev_loss"]][-1] == 13
+    assert load_checkpoint(result.model_dir).config["extra"]["train"]["step"] == 13
+    with pytest.raises(TrainError, match="already finished"):
+        train(*split_dev(pairs, 0.1), tmp_path / "run", cfg, resume=True, progress=False)
 
 
 def test_early_stopping_on_dev_loss(tiny_jsonl, tiny_config, tmp_path):
