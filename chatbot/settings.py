@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(40, ge=1)
     repetition_penalty: float = Field(1.2, gt=0)
     no_repeat_ngram_size: int = Field(3, ge=0)
+    encoder_no_repeat_ngram_size: int = Field(0, ge=0, description="Block n-grams of this size copied from "
+                                              "the customer's words (0: off; a task bot repeats names).")
     length_penalty: float = 1.0
     num_return_sequences: int = Field(3, ge=1)
     quantize_int8: bool = Field(True, description="Serve with dynamically quantized int8 linear layers.")

@@ -23,6 +23,10 @@ class GenerationConfig:
     the kept hypotheses (HF's default heuristic); ``"never"`` uses the exact bound over every length up
     to ``max_new_tokens`` (slower with ``length_penalty > 0``); ``True`` stops at ``num_beams`` ended ones.
 
+    ``encoder_no_repeat_ngram_size`` blocks n-grams of the customer's own words (anti-parroting). Keep it
+    well above the length of a name or a time: a task bot must repeat "Blue Bottle in San Jose at 7 pm"
+    to confirm a booking, and a block of 3 measurably cut entity copying on SGD dev.
+
     ``bos_token_id`` / ``eos_token_id`` have no defaults: they belong to a vocabulary, and a guessed id
     would decode silently wrong.
     """
@@ -34,6 +38,7 @@ class GenerationConfig:
     min_new_tokens: int = 0
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    encoder_no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0
     early_stopping: bool | str = False
     num_return_sequences: int = 1
@@ -64,6 +69,7 @@ def config_from_settings(settings: Settings, *, bos_token_id: int, eos_token_id:
         max_new_tokens=settings.max_new_tokens,
         repetition_penalty=settings.repetition_penalty,
         no_repeat_ngram_size=settings.no_repeat_ngram_size,
+        encoder_no_repeat_ngram_size=settings.encoder_no_repeat_ngram_size,
         length_penalty=settings.length_penalty,
         num_return_sequences=min(settings.num_return_sequences, settings.num_beams),
     )
@@ -83,7 +89,8 @@ def _problems(c: GenerationConfig):
         if not _is_int(value) or value < 0:
             yield f"{name} must be a non-negative int, got {value!r}"
     for name, low in (("num_beams", 1), ("max_new_tokens", 1), ("num_return_sequences", 1),
-                      ("min_new_tokens", 0), ("no_repeat_ngram_size", 0), ("top_k", 0)):
+                      ("min_new_tokens", 0), ("no_repeat_ngram_size", 0),
+                      ("encoder_no_repeat_ngram_size", 0), ("top_k", 0)):
         value = getattr(c, name)
         if not _is_int(value) or value < low:
             yield f"{name} must be an int >= {low}, got {value!r}"

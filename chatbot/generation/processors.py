@@ -230,15 +230,15 @@ def build_processors(
     """The processors a config asks for, in Hugging Face order (penalties, blocks, then sampling warpers).
 
     With ``context_ids`` (one sequence per batch row, normally the customer's turns) n-grams of size
-    ``no_repeat_ngram_size`` copied from the context are blocked as well.
+    ``encoder_no_repeat_ngram_size`` copied from the context are blocked as well.
     """
     procs: list[Processor] = []
     if config.repetition_penalty != 1.0:
         procs.append(RepetitionPenalty(config.repetition_penalty))
     if config.no_repeat_ngram_size > 0:
         procs.append(NoRepeatNGram(config.no_repeat_ngram_size))
-        if context_ids is not None:
-            procs.append(ContextNGramBlock(config.no_repeat_ngram_size, context_ids))
+    if config.encoder_no_repeat_ngram_size > 0 and context_ids is not None:
+        procs.append(ContextNGramBlock(config.encoder_no_repeat_ngram_size, context_ids))
     if config.min_new_tokens > 0:
         procs.append(MinNewTokens(config.min_new_tokens, config.eos_token_id))
     if config.do_sample:

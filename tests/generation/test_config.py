@@ -11,7 +11,7 @@ from chatbot.settings import load_settings
     {"max_new_tokens": 0}, {"min_new_tokens": 9, "max_new_tokens": 5}, {"temperature": 0.0},
     {"num_return_sequences": 6, "num_beams": 5}, {"do_sample": True, "num_beams": 3}, {"top_k": -1},
     {"length_penalty": float("nan")}, {"eos_token_id": -1}, {"num_beams": 2.5}, {"early_stopping": "sometimes"},
-    {"no_repeat_ngram_size": -2},
+    {"no_repeat_ngram_size": -2}, {"encoder_no_repeat_ngram_size": -1},
 ])
 def test_nonsense_is_refused_with_a_clear_error(bad):
     with pytest.raises(ValueError, match="invalid GenerationConfig: .*" + next(iter(bad))):

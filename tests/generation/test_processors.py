@@ -127,9 +127,12 @@ def test_processors_reject_nonsense(make):
 
 def test_build_processors_follows_the_config_in_order():
     config = GenerationConfig(bos_token_id=1, eos_token_id=2, num_beams=1, repetition_penalty=1.2,
-                              no_repeat_ngram_size=3, min_new_tokens=2, do_sample=True, temperature=0.7,
-                              top_k=50, top_p=0.9)
-    procs = build_processors(config, context_ids=[[4, 5, 6]])
+                              no_repeat_ngram_size=3, encoder_no_repeat_ngram_size=4, min_new_tokens=2,
+                              do_sample=True, temperature=0.7, top_k=50, top_p=0.9)
+    procs = build_processors(config, context_ids=[[4, 5, 6, 7]])
     assert [type(p).__name__ for p in procs] == [
         "RepetitionPenalty", "NoRepeatNGram", "ContextNGramBlock", "MinNewTokens", "Temperature", "TopK", "TopP"]
+    assert procs[2].n == 4  # the context block has its own size, not no_repeat_ngram_size
+    no_context_block = config.replace(encoder_no_repeat_ngram_size=0)
+    assert "ContextNGramBlock" not in [type(p).__name__ for p in build_processors(no_context_block, [[4, 5, 6]])]
     assert build_processors(GenerationConfig(bos_token_id=1, eos_token_id=2)) == []

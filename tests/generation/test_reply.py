@@ -58,7 +58,7 @@ def test_customer_words_are_not_parroted_when_ngram_blocking_is_on(trained):
     turns, learned = trained.pairs[1]
     free = ReplyGenerator(trained.model, trained.vocab, config_for(trained.vocab))
     assert free.generate([turns])[0].text == learned  # copies "want a refund" from the customer
-    blocked = ReplyGenerator(trained.model, trained.vocab, config_for(trained.vocab, no_repeat_ngram_size=3))
+    blocked = ReplyGenerator(trained.model, trained.vocab, config_for(trained.vocab, encoder_no_repeat_ngram_size=3))
     text = blocked.generate([turns])[0].text
     assert "want a refund" not in text and text
 
