@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatbot.model.batch import collate
 from chatbot.model.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -57,6 +57,8 @@ class TrainConfig(BaseModel):
 
     size: Literal["tiny", "small", "default"] = "default"
     model: dict[str, Any] = Field(default_factory=dict)
+    decoding: dict[str, Any] = Field(default_factory=dict, description="Decoding settings recorded in the model "
+                                     "(GenerationConfig names), over the serving settings'; `chatbot eval` uses them.")
     seed: int = 1234
     epochs: int = Field(20, ge=1)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps; the LR schedule ends there.")
@@ -67,6 +69,9 @@ class TrainConfig(BaseModel):
     warmup_steps: int = Field(200, ge=0)
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward under CPU autocast (weights, "
+                                               "gradients and optimizer stay fp32); ~1.5x faster on CPUs with "
+                                               "AVX512-BF16 or AMX, slower on those without.")
     clip_norm: float = Field(1.0, gt=0)
     eval_every: int = Field(500, ge=1, description="Steps between dev evaluations (also at each epoch end).")
     patience: int = Field(3, ge=1, description="Dev evaluations without improvement before stopping.")
@@ -93,6 +98,18 @@ class TrainConfig(BaseModel):
             return cls(**{**data, **overrides})
         except ValueError as exc:
             raise TrainError(f"invalid training config: {exc}") from None
+
+    @field_validator("decoding")
+    @classmethod
+    def _known_decoding(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from chatbot.generation.config import GenerationConfig
+
+        settable = set(GenerationConfig.__dataclass_fields__) - {"bos_token_id", "eos_token_id"}  # the vocab's
+        unknown = sorted(set(value) - settable)
+        if unknown:
+            raise ValueError(f"unknown decoding settings: {', '.join(unknown)}")
+        GenerationConfig(bos_token_id=1, eos_token_id=2, **value)  # nonsense fails here, not after training
+        return value
 
     def model_config_for(self, vocab_size: int) -> Seq2SeqConfig:
         try:
@@ -306,6 +323,7 @@ def train(
     elif state_path.exists():
         raise TrainError(f"{out_dir} already holds a training run; pass --resume to continue it or use a new --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    decoding = {**(decoding or {}), **cfg.decoding}
 
     torch.manual_seed(cfg.seed)
     if resume:
@@ -400,7 +418,8 @@ def train(
                 batch = collate([examples[i] for i in global_idx[d.rank :: d.world_size]], vocab)
                 global_tokens = sum(len(examples[i].tgt_ids) + 1 for i in global_idx)  # type: ignore[arg-type]
                 local_tokens = int(batch.tgt_mask.sum())  # type: ignore[union-attr]
-                mean_loss = ddp_model(batch, label_smoothing=cfg.label_smoothing)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    mean_loss = ddp_model(batch, label_smoothing=cfg.label_smoothing).float()
                 loss = mean_loss * (local_tokens * d.world_size / global_tokens)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
