@@ -23,6 +23,7 @@ def main() -> None:
 
     from chatbot.settings import load_settings
     from training import metrics
+    from training.evaluate import visible_context
     from training.retrieval import TfidfRetriever
     from training.sources import load_pairs
 
@@ -40,14 +41,24 @@ def main() -> None:
     dev = dev_all[:: max(1, len(dev_all) // args.limit)][: args.limit]
     retriever = TfidfRetriever().fit([p.context_text() for p in train_pairs], [p.reply for p in train_pairs])
     hyps = retriever.predict([p.context_text() for p in dev])
+    # Entity-copy recall of both systems counts the same values: those in the turns the model is given.
+    settings = load_settings()
+    max_turns = settings.context_turns
+    if args.model:
+        from chatbot.model.checkpoint import load_checkpoint
+        from training.evaluate import context_limits
+
+        max_turns = context_limits(load_checkpoint(args.model).config, settings)[0]
     rows = {"tfidf-retrieval": metrics.text_metrics(metrics.Scored(
-        [p.context_text() for p in dev], [p.reply for p in dev], hyps, [list(p.slot_values) for p in dev]))}
+        [visible_context(p, max_turns) for p in dev], [p.reply for p in dev], hyps,
+        [list(p.slot_values) for p in dev]))}
     if args.model:
         from training.evaluate import evaluate_model
 
-        rows["model"] = evaluate_model(args.model, dev, load_settings(), progress=True).metrics
+        rows["model"] = evaluate_model(args.model, dev, settings, progress=True).metrics
     keys = ("bleu", "chrf", "rouge_l", "meteor", "entity_copy_recall", "distinct_2", "perplexity", "n")
-    print(f"SGD dev ({len(dev)} of {len(dev_all)} pairs); train pairs {len(train_pairs)}")
+    print(f"SGD dev ({len(dev)} of {len(dev_all)} pairs); train pairs {len(train_pairs)}; "
+          f"entity-copy context: last {max_turns} turns")
     print(f"{'system':<16}" + "".join(f"{k:>20}" for k in keys))
     for name, m in rows.items():
         cells = "".join(f"{m.get(k):>20.4f}" if isinstance(m.get(k), float) else f"{str(m.get(k, '-')):>20}" for k in keys)

@@ -42,6 +42,16 @@ def context_limits(config: dict[str, Any], settings: Any) -> tuple[int, int]:
             int(train_cfg.get("max_src_tokens", settings.context_max_tokens)))
 
 
+def visible_context(pair: Pair, max_turns: int) -> str:
+    """The context turns the model is given (its last ``max_turns``), as text.
+
+    Entity-copy recall counts a slot value as copyable only when it is here: a value from a turn the model
+    never saw cannot be copied, and counting it would charge the model for the context window instead of
+    its copying. (The ``max_src_tokens`` cut inside those turns is rare and not modelled.)
+    """
+    return "\n".join(text for _, text in pair.context[-max_turns:])
+
+
 @torch.no_grad()
 def teacher_forced_nll(model: Any, vocab: Any, pairs: Sequence[Pair], max_turns: int, max_tokens: int,
                        batch_size: int = 32) -> list[tuple[float, int]]:
@@ -93,16 +103,16 @@ def evaluate_model(
                 confidences.extend(r.confidence for r in replies)
                 bar.update(len(chunk))
 
-    scored = metrics.Scored([p.context_text() for p in pairs], [p.reply for p in pairs], hyps,
-                            [list(p.slot_values) for p in pairs])
+    contexts = [visible_context(p, max_turns) for p in pairs]
+    scored = metrics.Scored(contexts, [p.reply for p in pairs], hyps, [list(p.slot_values) for p in pairs])
     languages = {p.language for p in pairs}
     report = metrics.text_metrics(scored, language=languages.pop() if len(languages) == 1 else "en")
     total_nll, total_tokens = sum(n for n, _ in nll), sum(t for _, t in nll)
     report["perplexity"] = metrics.perplexity(total_nll, int(total_tokens))
     rows = []
-    for p, h, c, (n, t) in zip(pairs, hyps, confidences, nll):
-        copied, copyable = metrics.entity_copy_counts(p.context_text(), p.reply, h, p.slot_values)
-        rows.append({"conversation": p.conversation, "language": p.language, "context": p.context_text(),
+    for p, context, h, c, (n, t) in zip(pairs, contexts, hyps, confidences, nll):
+        copied, copyable = metrics.entity_copy_counts(context, p.reply, h, p.slot_values)
+        rows.append({"conversation": p.conversation, "language": p.language, "context": context,
                      "reference": p.reply, "hypothesis": h, "confidence": c, "nll": round(n, 4), "tokens": int(t),
                      "entities_copied": copied, "entities_copyable": copyable})
     return EvalReport(report, rows)
