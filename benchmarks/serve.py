@@ -1,9 +1,16 @@
 """Serving benchmark: N simulated customers over HTTP against a real `chatbot serve`, batching on vs off.
 
-Each customer starts a conversation and sends messages back to back for ``--seconds``; the table shows
-replies/s, p50/p95 latency, errors and the mean decoded batch size for every (customers, batching) pair,
-side by side. "off" is the same server with ``batch_max_size=1``: one request decoded at a time. The
-clients run on the same machine as the server, so on a small box they compete with it for the CPUs.
+Each customer starts a conversation and sends messages for ``--seconds``; the table shows replies/s,
+p50/p95 latency, errors and the mean decoded batch size for every (customers, batching, pace) row, side by
+side. "off" is the same server with ``batch_max_size=1``: one request decoded at a time. Two paces:
+
+* back to back (think 0): a customer sends the next message the moment a reply arrives. This saturates
+  the server and measures throughput; latency is then set by queueing (Little's law: p50 is about
+  customers / throughput), not by how fast one reply is.
+* paced (``--think-ms``, default 1000): a customer reads and types for a random time (exponential, that
+  mean) between a reply and the next message, as people do; this measures the latency a customer sees.
+
+The clients run on the same machine as the server, so on a small box they compete with it for the CPUs.
 
     python benchmarks/serve.py --model-dir runs/model            # a trained checkpoint
     python benchmarks/serve.py --tiny                            # a random tiny model, for a smoke run
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -68,7 +76,7 @@ def start_server(model_dir: Path, data_dir: Path, batch: int) -> tuple[subproces
     raise SystemExit("server did not come up")
 
 
-def run_load(url: str, customers: int, seconds: float) -> dict[str, float]:
+def run_load(url: str, customers: int, seconds: float, think_ms: float = 0.0) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -76,6 +84,7 @@ def run_load(url: str, customers: int, seconds: float) -> dict[str, float]:
 
     def customer(i: int) -> None:
         nonlocal errors
+        pace = random.Random(i)
         with httpx.Client(base_url=url, timeout=30) as client:
             start = client.post("/api/v1/conversations", json={"language": "en"}).json()
             headers = {"Authorization": f"Bearer {start['token']}"}
@@ -95,6 +104,8 @@ def run_load(url: str, customers: int, seconds: float) -> dict[str, float]:
                     else:
                         errors += 1
                 n += 1
+                if think_ms:
+                    time.sleep(min(pace.expovariate(1000.0 / think_ms), max(0.0, stop_at - time.monotonic())))
 
     threads = [threading.Thread(target=customer, args=(i,)) for i in range(customers)]
     for t in threads:
@@ -113,32 +124,40 @@ def main() -> None:
     source.add_argument("--tiny", action="store_true")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--customers", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--think-ms", type=float, default=1000.0,
+                        help="mean pause between a reply and the next message in the paced rows (0: no paced rows)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model_dir = args.model_dir or tiny_model(work / "model")
+    paces = [0.0] + ([args.think_ms] if args.think_ms > 0 else [])
     rows = []
     for label, batch in (("on", 32), ("off", 1)):
         proc, url = start_server(model_dir, work / f"data-{label}", batch)
         try:
-            for n in args.customers:
-                before = httpx.get(url + "/api/v1/healthz").json()
-                result = run_load(url, n, args.seconds)
-                after = httpx.get(url + "/api/v1/healthz").json()
-                batches = after["batches"] - before["batches"]
-                result["mean_batch"] = (after["batched_requests"] - before["batched_requests"]) / max(batches, 1)
-                rows.append((n, label, result))
+            for think in paces:
+                for n in args.customers:
+                    before = httpx.get(url + "/api/v1/healthz").json()
+                    result = run_load(url, n, args.seconds, think)
+                    after = httpx.get(url + "/api/v1/healthz").json()
+                    batches = after["batches"] - before["batches"]
+                    result["mean_batch"] = (after["batched_requests"] - before["batched_requests"]) / max(batches, 1)
+                    rows.append((think, n, label, result))
         finally:
             proc.terminate()
             proc.wait(10)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; {args.seconds:.0f} s per row")
-    print(f"{'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7} {'batch':>6}")
-    for n, label, r in sorted(rows, key=lambda row: (row[0], row[1] != "on")):
-        print(f"{n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['errors']:>7} "
-              f"{r['mean_batch']:>6.1f}")
-    by = {(n, label): r for n, label, r in rows}
-    for n in args.customers:
-        off = by[(n, "off")]["replies_s"]
-        print(f"{n} customers: batching speed-up x{by[(n, 'on')]['replies_s'] / off:.1f}" if off else "")
+    print(f"{'think ms':>8} {'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
+          f"{'errors':>7} {'batch':>6}")
+    for think, n, label, r in sorted(rows, key=lambda row: (row[0], row[1], row[2] != "on")):
+        print(f"{think:>8.0f} {n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
+              f"{r['errors']:>7} {r['mean_batch']:>6.1f}")
+    by = {(think, n, label): r for think, n, label, r in rows}
+    for think in paces:
+        for n in args.customers:
+            on, off = by[(think, n, "on")], by[(think, n, "off")]
+            if off["replies_s"]:
+                print(f"think {think:.0f} ms, {n} customers: batching on/off replies/s x{on['replies_s'] / off['replies_s']:.1f}, "
+                      f"p95 {on['p95_ms']:.0f} vs {off['p95_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     handoff_min_margin: float = Field(0.0, ge=0)
     handoff_low_ratings: int = Field(2, ge=1, description="Disliked bot replies in one conversation "
                                      "before it goes to a person.")
+    decode_process: bool = Field(True, description="Decode in a child process with its own interpreter lock "
+                                 "(the web threads and beam search no longer take turns on one).")
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(5.0, ge=0)
     queue_max_size: int = Field(256, ge=1)

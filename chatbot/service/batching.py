@@ -54,6 +54,16 @@ class _Request:
     enqueued_at: float
 
 
+def _close(generator: Generator) -> None:
+    """Release a generator's resources (a decoder process) if it holds any."""
+    close = getattr(generator, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("could not close a replaced model")
+
+
 ModelLoader = Callable[[Hashable], Generator]
 KeySource = Callable[[], Hashable | None]
 
@@ -116,6 +126,11 @@ class GenerationWorker:
             pass
         self._thread.join(timeout)
         self._thread = None
+        with self._lock:
+            models, self._model, self._pending = [self._model, self._pending], None, None
+        for model in models:
+            if model is not None:
+                _close(model[1])
 
     def __enter__(self) -> GenerationWorker:  # noqa: PYI034 - start() returns self
         return self.start()
@@ -229,9 +244,12 @@ class GenerationWorker:
 
     def _swap_in_pending(self) -> None:
         with self._lock:
-            if self._pending is not None:
-                self._model, self._pending = self._pending, None
-                log.info("now serving model %s", self._model[0])
+            if self._pending is None:
+                return
+            old, self._model, self._pending = self._model, self._pending, None
+            log.info("now serving model %s", self._model[0])
+        if old is not None:  # the worker thread swaps between batches: nothing is decoding on it now
+            _close(old[1])
 
     def _load_into_pending(self, key: Hashable) -> None:
         try:

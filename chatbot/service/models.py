@@ -51,6 +51,15 @@ def load_generator(ref: ModelRef, settings: Settings, **decoding: Any) -> Any:
     return ReplyGenerator.from_checkpoint(Path(ref.path), settings=settings, int8=settings.quantize_int8, **decoding)
 
 
+def load_served(ref: ModelRef, settings: Settings) -> Any:
+    """The generation worker's model: in a decoder process of its own unless ``settings.decode_process`` is off."""
+    if settings.decode_process:
+        from chatbot.service.decoder_process import ProcessGenerator
+
+        return ProcessGenerator(ref.path, settings)
+    return load_generator(ref, settings)
+
+
 def loader(settings: Settings) -> partial[Any]:
     """``load(ref)`` for the generation worker."""
-    return partial(load_generator, settings=settings)
+    return partial(load_served, settings=settings)

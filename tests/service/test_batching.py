@@ -111,3 +111,26 @@ def test_a_broken_new_model_keeps_the_old_one_serving():
         active["key"] = "broken"
         time.sleep(0.1)
         assert worker.generate([("customer", "hi")], timeout=5).model_key == "good"
+
+
+class _Closable(ScriptedReplies):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_replaced_model_is_closed_and_the_last_one_at_stop():
+    models = {"v1": _Closable(), "v2": _Closable()}
+    active = {"key": "v1"}
+    with GenerationWorker(lambda key: models[key], lambda: active["key"], reload_poll_s=0.02) as worker:
+        worker.generate([("customer", "hi")], timeout=5)
+        active["key"] = "v2"
+        deadline = time.monotonic() + 5
+        while worker.model_key != "v2" and time.monotonic() < deadline:
+            worker.generate([("customer", "hi")], timeout=5)
+        assert worker.model_key == "v2"
+        assert models["v1"].closed and not models["v2"].closed  # its decoder process would be stopped here
+    assert models["v2"].closed
