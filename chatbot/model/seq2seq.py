@@ -127,6 +127,8 @@ class Encoder(nn.Module):
 
 
 class Seq2Seq(nn.Module):
+    step_output_is_fresh = True  # every step returns a new tensor: searches may edit it in place
+
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
         cfg = self.config = config
@@ -230,7 +232,11 @@ class Seq2Seq(nn.Module):
             log_probs = F.log_softmax(logits, dim=-1)
             return F.pad(log_probs, (0, X - V), value=float("-inf")) if X > V else log_probs
         gate = self.copy_gate(torch.cat([ctx, query, x], dim=-1))  # [B, R, 1], p_gen = sigmoid(gate)
-        log_probs = (F.log_softmax(logits, dim=-1) + F.logsigmoid(gate)).clamp_min(_LOG_PROB_FLOOR)  # [B, R, V]
+        log_probs = F.log_softmax(logits, dim=-1)  # [B, R, V]
+        if torch.is_grad_enabled():
+            log_probs = (log_probs + F.logsigmoid(gate)).clamp_min(_LOG_PROB_FLOOR)
+        else:  # decoding: edit in place, no [B, R, V] temporaries
+            log_probs.add_(F.logsigmoid(gate)).clamp_min_(_LOG_PROB_FLOOR)
         if X > V:  # extended slots: only copying reaches them; those of no source token stay -inf
             log_probs = F.pad(log_probs, (0, X - V), value=float("-inf"))  # [B, R, X]
         ids = state.src_ext_ids.unsqueeze(1).expand_as(attn)  # [B, R, S]
