@@ -19,12 +19,12 @@ import json
 import math
 import os
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

@@ -50,7 +50,7 @@ def test_a_killed_child_is_replaced_for_the_next_batch(tiny_models, tiny_setting
         before = generator.generate(CONTEXTS)
         old = generator.pid
         os.kill(old, signal.SIGKILL)
-        generator._process.join(10)  # noqa: SLF001 - wait until it is really gone
+        generator._process.join(10)  # wait until it is really gone
         assert _texts(generator.generate(CONTEXTS)) == _texts(before)
         assert generator.pid not in (None, old)
     finally:
@@ -69,7 +69,7 @@ def test_hot_reload_starts_a_new_child_and_stops_the_old(tiny_models, tiny_setti
     worker = GenerationWorker(lambda ref: load_served(ref, tiny_settings), lambda: active["ref"], reload_poll_s=0.02)
     with worker:
         first = worker.generate(CONTEXTS[0], timeout=30)
-        old_child = worker._model[1]  # noqa: SLF001
+        old_child = worker._model[1]
         old_pid = old_child.pid
         active["ref"] = ModelRef(None, str(tiny_models.second))
         deadline = time.monotonic() + 60
@@ -80,5 +80,5 @@ def test_hot_reload_starts_a_new_child_and_stops_the_old(tiny_models, tiny_setti
         assert old_child.pid is None  # closed by the swap
         with pytest.raises(ProcessLookupError):
             os.kill(old_pid, 0)
-        live = worker._model[1]  # noqa: SLF001
+        live = worker._model[1]
     assert live.pid is None  # the worker's stop closes the serving child too
