@@ -31,12 +31,12 @@ class DecoderProcessError(RuntimeError):
     """The child could not start, or died while decoding."""
 
 
-def _child_main(conn: Connection, model_path: str, settings: Settings, decoding: dict[str, Any]) -> None:
+def _child_main(conn: Connection, model_path: str, settings: Settings) -> None:
     """The child: load once, then answer ("generate", contexts, language) until ("stop",) or EOF."""
     try:
         from chatbot.service.models import ModelRef, load_generator
 
-        generator = load_generator(ModelRef(None, model_path), settings, **decoding)
+        generator = load_generator(ModelRef(None, model_path), settings)
         conn.send(("ready", None))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -58,8 +58,8 @@ def _child_main(conn: Connection, model_path: str, settings: Settings, decoding:
 class ProcessGenerator:
     """``generate(contexts, language)`` answered by a model loaded in a child process."""
 
-    def __init__(self, model_path: str, settings: Settings, **decoding: Any) -> None:
-        self.model_path, self.settings, self.decoding = model_path, settings, decoding
+    def __init__(self, model_path: str, settings: Settings) -> None:
+        self.model_path, self.settings = model_path, settings
         self._lock = threading.Lock()  # one batch in flight per child
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -68,7 +68,7 @@ class ProcessGenerator:
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # a fork would copy the parent's threads and locks
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=_child_main, args=(child, self.model_path, self.settings, self.decoding),
+        process = ctx.Process(target=_child_main, args=(child, self.model_path, self.settings),
                               name="chatbot-decoder", daemon=True)
         process.start()
         child.close()
@@ -79,7 +79,8 @@ class ProcessGenerator:
         try:
             kind, detail = parent.recv()
         except EOFError:
-            kind, detail = "error", f"it exited with status {process.join(5) or process.exitcode}"
+            process.join(5)
+            kind, detail = "error", f"it exited with status {process.exitcode}"
         if kind != "ready":
             process.join(5)
             raise DecoderProcessError(f"the decoder process could not load {self.model_path}: {detail}")
