@@ -5,7 +5,8 @@ timestep at a time from Python (the model's own ``step``: the same math); it tak
 as the pipeline's batches hold on average. ``--baseline REV`` adds this project's pipeline (model training
 path and batching) as it was at git revision REV, read with ``git show``, for a before/after from the same
 run. "ours bf16" is the pipeline with ``precision = "bf16"`` (forward under CPU autocast; fp32 weights,
-gradients and optimizer), which pays off on CPUs with AVX512-BF16 or AMX. Every loop counts real (non-padding) source + target tokens per second; the loops take turns over
+gradients and optimizer), which pays off on CPUs with AVX512-BF16 or AMX. Every loop counts real
+(non-padding) source + target tokens per second; the loops take turns over
 ``--rounds`` rounds on fresh batches so load from other processes hits them alike.
 
     python benchmarks/training.py [--data sgd:../shared/data/sgd/dev] [--pairs 3000] [--size default]
@@ -52,8 +53,9 @@ def pipeline_batches(dataset: types.ModuleType, examples: list, cfg) -> list[lis
 
 def pipeline_step(model, batch, opt, cfg) -> None:
     """One step as ``training/train.py`` takes it."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        loss = model(batch, label_smoothing=cfg.label_smoothing).float()
+    from training.train import batch_loss
+
+    loss = batch_loss(model, batch, cfg)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)

@@ -283,6 +283,12 @@ def dev_loss(model: Seq2Seq, examples: list, vocab: Vocab, max_tokens: int, max_
 
 # --- the loop ---------------------------------------------------------------------------------------
 
+def batch_loss(model: torch.nn.Module, batch: Any, cfg: TrainConfig) -> torch.Tensor:
+    """Mean token loss of one batch in the configured precision (bf16: forward under CPU autocast, loss fp32)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        return model(batch, label_smoothing=cfg.label_smoothing).float()
+
+
 def train(
     train_pairs: Sequence[Pair],
     dev_pairs: Sequence[Pair],
@@ -418,8 +424,7 @@ def train(
                 batch = collate([examples[i] for i in global_idx[d.rank :: d.world_size]], vocab)
                 global_tokens = sum(len(examples[i].tgt_ids) + 1 for i in global_idx)  # type: ignore[arg-type]
                 local_tokens = int(batch.tgt_mask.sum())  # type: ignore[union-attr]
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    mean_loss = ddp_model(batch, label_smoothing=cfg.label_smoothing).float()
+                mean_loss = batch_loss(ddp_model, batch, cfg)
                 loss = mean_loss * (local_tokens * d.world_size / global_tokens)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
