@@ -2,7 +2,15 @@
 
 Each customer starts a conversation and sends messages for ``--seconds``; the table shows replies/s,
 p50/p95 latency, errors and the mean decoded batch size for every (customers, batching, pace) row, side by
-side. "off" is the same server with ``batch_max_size=1``: one request decoded at a time. Two paces:
+side. Three servers, the same code with other settings:
+
+* ``on``: dynamic batching (``batch_max_size=32``), the default.
+* ``off``: ``batch_max_size=1``, one request decoded at a time, while the HTTP and database work of
+  other requests still runs alongside.
+* ``serial``: ``batch_max_size=1`` and ``request_threads=1``, a one-request-at-a-time server: each
+  request is read, stored, decoded, stored and answered before the next one starts.
+
+Two paces:
 
 * back to back (think 0): a customer sends the next message the moment a reply arrives. This saturates
   the server and measures throughput; latency is then set by queueing (Little's law: p50 is about
@@ -55,12 +63,13 @@ def tiny_model(directory: Path) -> Path:
     return save_checkpoint(directory, model, vocab)
 
 
-def start_server(model_dir: Path, data_dir: Path, batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, data_dir: Path, batch: int, threads: int = 40) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "CHATBOT_MODEL_DIR": str(model_dir), "CHATBOT_DATA_DIR": str(data_dir),
-           "CHATBOT_BATCH_MAX_SIZE": str(batch), "CHATBOT_HANDOFF_MIN_SCORE": "-1e9"}
+           "CHATBOT_BATCH_MAX_SIZE": str(batch), "CHATBOT_REQUEST_THREADS": str(threads),
+           "CHATBOT_HANDOFF_MIN_SCORE": "-1e9"}
     proc = subprocess.Popen([sys.executable, "-c", "from chatbot.cli import main; main()", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=(data_dir.parent / f"server-{batch}.log").open("w"))
+                            env=env, stdout=subprocess.DEVNULL, stderr=data_dir.with_suffix(".log").open("w"))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -70,7 +79,7 @@ def start_server(model_dir: Path, data_dir: Path, batch: int) -> tuple[subproces
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"server exited; see {data_dir.parent / f'server-{batch}.log'}")
+            raise SystemExit(f"server exited; see {data_dir.with_suffix('.log')}")
         time.sleep(0.3)
     proc.kill()
     raise SystemExit("server did not come up")
@@ -123,6 +132,7 @@ def main() -> None:
     source.add_argument("--model-dir", type=Path)
     source.add_argument("--tiny", action="store_true")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=3.0, help="untimed load after each server starts")
     parser.add_argument("--customers", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--think-ms", type=float, default=1000.0,
                         help="mean pause between a reply and the next message in the paced rows (0: no paced rows)")
@@ -131,9 +141,10 @@ def main() -> None:
     model_dir = args.model_dir or tiny_model(work / "model")
     paces = [0.0] + ([args.think_ms] if args.think_ms > 0 else [])
     rows = []
-    for label, batch in (("on", 32), ("off", 1)):
-        proc, url = start_server(model_dir, work / f"data-{label}", batch)
+    for label, batch, threads in (("on", 32, 40), ("off", 1, 40), ("serial", 1, 1)):
+        proc, url = start_server(model_dir, work / f"data-{label}", batch, threads)
         try:
+            run_load(url, max(args.customers), args.warmup)  # first batches pay for lazy loading: not timed
             for think in paces:
                 for n in args.customers:
                     before = httpx.get(url + "/api/v1/healthz").json()
@@ -148,16 +159,18 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; {args.seconds:.0f} s per row")
     print(f"{'think ms':>8} {'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'errors':>7} {'batch':>6}")
-    for think, n, label, r in sorted(rows, key=lambda row: (row[0], row[1], row[2] != "on")):
+    order = {"on": 0, "off": 1, "serial": 2}
+    for think, n, label, r in sorted(rows, key=lambda row: (row[0], row[1], order[row[2]])):
         print(f"{think:>8.0f} {n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
               f"{r['errors']:>7} {r['mean_batch']:>6.1f}")
     by = {(think, n, label): r for think, n, label, r in rows}
     for think in paces:
         for n in args.customers:
-            on, off = by[(think, n, "on")], by[(think, n, "off")]
-            if off["replies_s"]:
-                print(f"think {think:.0f} ms, {n} customers: batching on/off replies/s x{on['replies_s'] / off['replies_s']:.1f}, "
-                      f"p95 {on['p95_ms']:.0f} vs {off['p95_ms']:.0f} ms")
+            on, off, serial = by[(think, n, "on")], by[(think, n, "off")], by[(think, n, "serial")]
+            if off["replies_s"] and serial["replies_s"]:
+                print(f"think {think:.0f} ms, {n} customers: replies/s on/off x{on['replies_s'] / off['replies_s']:.1f}, "
+                      f"on/serial x{on['replies_s'] / serial['replies_s']:.1f}; "
+                      f"p95 {on['p95_ms']:.0f} vs {off['p95_ms']:.0f} vs {serial['p95_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

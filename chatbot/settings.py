@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # --- web ----------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
+    request_threads: int = Field(40, ge=1, description="Requests worked on at once (the thread pool of the "
+                                 "blocking handlers); 1 makes a one-request-at-a-time server.")
+    access_log: bool = Field(True, description="Log one line per HTTP request.")
     secret_key: SecretStr = Field(SecretStr(""), description="Signs agent sessions; generated if empty.")
     demo_password: SecretStr = Field(SecretStr(""), description="Password `chatbot demo` gives the demo agent "
                                      "and admin it creates; generated (and printed once) if empty.")

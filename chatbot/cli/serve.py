@@ -27,7 +27,8 @@ def serve(
 
     settings = get_settings(ctx)
     application = build_app(settings)
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info",
+                access_log=settings.access_log)
 
 
 def build_app(settings: Settings) -> Any:

@@ -82,9 +82,8 @@ class ChatService:
     def authorize_customer(self, conversation_id: int, token: str | None) -> None:
         """``AuthError`` unless ``token`` belongs to this conversation (unknown ids look the same)."""
         with self.store.transaction(read_only=True) as s:
-            digest = s.scalar(select(Conversation.token_hash).where(Conversation.id == conversation_id))
-        if not token_matches(token, digest):
-            raise AuthError("invalid conversation token")
+            state = repo.conversation_state(s, conversation_id)
+        _check_token(token, state)
 
     def customer_messages(self, conversation_id: int) -> tuple[str, list[MessageView]]:
         """The conversation's status and the messages its customer may see, oldest first."""
@@ -94,14 +93,16 @@ class ChatService:
                              .order_by(Message.seq))
             return conversation.status, [MessageView.of(m) for m in rows if visible_to_customer(m)]
 
-    def send(self, conversation_id: int, text: str) -> SendResult:
+    def send(self, conversation_id: int, text: str, *, token: str | None = None) -> SendResult:
         """Store the customer's message; answer it if the bot owns the conversation.
 
-        Raises ``InvalidMessage`` (nothing stored), ``IllegalTransition`` (closed), ``Busy`` (message
-        stored, no reply: the customer may try again). Both writes go through the group commit, so the
-        replies of one decoded batch are stored in one transaction.
+        With ``token`` (the REST API) the customer is authorised in the same transaction that stores the
+        message; without, the caller has authorised them already (the chat page, on resume). Raises
+        ``AuthError`` (nothing stored), ``InvalidMessage`` (nothing stored), ``IllegalTransition``
+        (closed), ``Busy`` (message stored, no reply: the customer may try again). Both writes go through
+        the group commit, so the replies of one decoded batch are stored in one transaction.
         """
-        accepted = self.writes.run(lambda s: self._accept(s, conversation_id, text))
+        accepted = self.writes.run(lambda s: self._accept(s, conversation_id, text, token))
         if isinstance(accepted, SendResult):
             return accepted
         mine, context, language = accepted
@@ -109,18 +110,21 @@ class ChatService:
         return self.writes.run(lambda s: self._store_reply(s, conversation_id, mine, text, generated))
 
     def _accept(
-        self, s: Session, conversation_id: int, text: str
+        self, s: Session, conversation_id: int, text: str, token: str | None
     ) -> SendResult | tuple[MessageView, list[tuple[str, str]], str]:
         """Store the message; a ``SendResult`` when the bot must not answer, else what to generate from."""
+        state = repo.conversation_state(s, conversation_id)
+        if token is not None:
+            _check_token(token, state)
         message = self._append(s, conversation_id, "customer", text)
-        conversation = repo.get_conversation(s, conversation_id)
         mine = MessageView.of(message)
-        if decide(text, None, 0, self.rules) is HandoffReason.ASKED and conversation.status == "bot":
+        assert state is not None  # the append found the conversation
+        if state.status == "bot" and decide(text, None, 0, self.rules) is HandoffReason.ASKED:
             notice = self._hand_off(s, conversation_id, HandoffReason.ASKED)
             return SendResult(conversation_id, "pending", mine, notice=notice, handoff=HandoffReason.ASKED.value)
-        if conversation.status != "bot":
-            return SendResult(conversation_id, conversation.status, mine)
-        return mine, self._context(s, conversation_id), conversation.language
+        if state.status != "bot":
+            return SendResult(conversation_id, state.status, mine)
+        return mine, self._context(s, conversation_id), state.language
 
     def request_human(self, conversation_id: int) -> SendResult | None:
         """The "talk to a person" button: same as asking in words, without a customer message."""
@@ -180,20 +184,22 @@ class ChatService:
         fields = {"model_version_id": model_version_id, "decoding": reply.decoding,
                   "confidence": float(reply.confidence), "attention": reply.attention, "candidates": candidates,
                   "max_chars": self.settings.max_message_chars}
-        conversation = s.get(Conversation, conversation_id, with_for_update=True, populate_existing=True)
-        if conversation is None or conversation.status != "bot":
+        handing_off = reason is HandoffReason.LOW_CONFIDENCE
+        draft = handing_off or self.settings.review_mode == "draft"
+        try:
+            # Stored only while the bot still owns the conversation, checked and written in one statement.
+            stored = repo.append_message(s, conversation_id, "bot", reply.text or "…", only_in=("bot",),
+                                         review_state="draft" if draft else "sent",
+                                         meta={"handoff": reason.value} if handing_off else None, **fields)
+        except IllegalTransition:
             # An agent (or a handoff) took the conversation while we were decoding: the bot stays quiet.
-            log.info("dropped a reply for conversation %s: it is %s now", conversation_id,
-                     conversation.status if conversation else "gone")
-            return SendResult(conversation_id, conversation.status if conversation else "closed", mine)
-        if reason is HandoffReason.LOW_CONFIDENCE:
-            repo.append_message(s, conversation_id, "bot", reply.text or "…", review_state="draft",
-                                meta={"handoff": reason.value}, **fields)
-            notice = self._hand_off(s, conversation_id, reason)
-            return SendResult(conversation_id, "pending", mine, notice=notice, handoff=reason.value)
-        draft = self.settings.review_mode == "draft"
-        stored = repo.append_message(s, conversation_id, "bot", reply.text or "…",
-                                     review_state="draft" if draft else "sent", **fields)
+            state = repo.conversation_state(s, conversation_id)
+            status = state.status if state else "closed"
+            log.info("dropped a reply for conversation %s: it is %s now", conversation_id, status)
+            return SendResult(conversation_id, status, mine)
+        if handing_off:
+            notice = self._hand_off(s, conversation_id, HandoffReason.LOW_CONFIDENCE)
+            return SendResult(conversation_id, "pending", mine, notice=notice, handoff=HandoffReason.LOW_CONFIDENCE.value)
         if draft:
             return SendResult(conversation_id, "bot", mine, awaiting_review=True)
         return SendResult(conversation_id, "bot", mine, reply=MessageView.of(stored))
@@ -351,6 +357,11 @@ class ChatService:
 
 
 _DUMMY_HASH = hash_password("not-a-real-password")
+
+
+def _check_token(token: str | None, state: repo.ConversationState | None) -> None:
+    if not token_matches(token, state.token_hash if state else None):
+        raise AuthError("invalid conversation token")
 
 
 def visible_context(s: Session, conversation_id: int, turns: int, before_seq: int | None = None) -> list[tuple[str, str]]:

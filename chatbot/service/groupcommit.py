@@ -3,8 +3,8 @@
 A batch of 32 decoded replies means 32 threads that each want a short write transaction at the same
 moment. On SQLite they queue on the database lock, and its busy handler sleeps in steps of up to 100 ms,
 which made p95 latency seconds long under load; on PostgreSQL each would pay its own commit. Here they
-queue on an in-process lock instead: whoever gets it runs every job waiting at that moment in one
-transaction and commits once. A job that raises only rolls back its own savepoint; its caller gets the
+queue in process instead: one leader runs every job waiting at that moment in one transaction and
+commits once. A job that raises only rolls back its own savepoint; its caller gets the
 exception, the other jobs still commit.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -29,15 +29,24 @@ class _Job(Generic[T]):
     fn: Callable[[Session], T]
     result: Any = _UNSET
     error: BaseException | None = None
+    woken: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # woken to run the next group rather than because it is done
 
 
 class GroupCommit:
+    """Whoever arrives while no group is running leads; everyone else sleeps on their own event.
+
+    The leader runs every job waiting at that moment, wakes their callers, and hands leadership to the
+    first job that arrived meanwhile. Each waiter is woken once, so a batch of 32 replies costs 32 wake-ups,
+    not 32 threads taking turns on one lock only to find their work already done.
+    """
+
     def __init__(self, store: ConversationStore, max_jobs: int = 64) -> None:
         self.store = store
         self.max_jobs = max_jobs
-        self._leader = threading.Lock()  # held while one thread runs a group
+        self._lock = threading.Lock()  # guards _waiting and _leading
         self._waiting: list[_Job[Any]] = []
-        self._waiting_lock = threading.Lock()
+        self._leading = False
         self.groups = 0
         self.jobs = 0
 
@@ -47,17 +56,34 @@ class GroupCommit:
         ``fn`` must return plain values, not ORM objects: the session is not the caller's.
         """
         job: _Job[T] = _Job(fn)
-        with self._waiting_lock:
+        with self._lock:
             self._waiting.append(job)
-        while job.result is _UNSET and job.error is None:
-            with self._leader:
-                if job.result is _UNSET and job.error is None:  # nobody ran it while we waited: lead
-                    with self._waiting_lock:
-                        group, self._waiting = self._waiting[: self.max_jobs], self._waiting[self.max_jobs:]
-                    self._commit(group)
+            job.lead = not self._leading
+            self._leading = True
+        if not job.lead:
+            job.woken.wait()
+        if job.lead:
+            self._lead()
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[no-any-return]
+
+    def _lead(self) -> None:
+        """Run one group (it holds this caller's job), wake its callers, pass the lead on."""
+        with self._lock:
+            group, self._waiting = self._waiting[: self.max_jobs], self._waiting[self.max_jobs:]
+        try:
+            self._commit(group)
+        finally:
+            with self._lock:
+                successor = self._waiting[0] if self._waiting else None
+                self._leading = successor is not None
+            for job in group:
+                job.lead = False
+                job.woken.set()
+            if successor is not None:
+                successor.lead = True
+                successor.woken.set()
 
     def _commit(self, group: list[_Job[Any]]) -> None:
         results: list[tuple[_Job[Any], Any]] = []

@@ -18,8 +18,9 @@ messages.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -128,6 +129,19 @@ def get_conversation(session: Session, conversation_id: int) -> Conversation:
     return conversation
 
 
+class ConversationState(NamedTuple):
+    status: str
+    language: str
+    token_hash: str | None
+
+
+def conversation_state(session: Session, conversation_id: int) -> ConversationState | None:
+    """Status, language and customer-token hash in one indexed read, without building the ORM object:
+    all that every customer message needs to know about its conversation."""
+    row = session.execute(_STATE, {"conversation_id": conversation_id}).one_or_none()
+    return ConversationState(*row) if row is not None else None
+
+
 def set_status(
     session: Session, conversation_id: int, new_status: str, *, agent_id: int | None = None
 ) -> Conversation:
@@ -219,13 +233,16 @@ def append_message(
     candidates: Sequence[tuple[str, float]] | None = None,
     meta: dict[str, Any] | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
+    only_in: Iterable[str] | None = None,
 ) -> Message:
     """Store one message with the next sequence number of its conversation.
 
     Bot messages default to review state ``sent``; ``candidates`` are the n-best ``(text, score)``
     pairs, stored with rank 0 = best. Refused (nothing written): text against the text policy
     (``InvalidMessage``), unknown conversation (``NotFound``), a bot message in a ``human`` or
-    ``closed`` conversation or any message in a ``closed`` one (``IllegalTransition``)."""
+    ``closed`` conversation or any message in a ``closed`` one (``IllegalTransition``). ``only_in``
+    narrows the statuses that take the message further; the check and the write are one statement, so a
+    status change committed by another transaction can never slip between them."""
     _check_choice("role", role, MESSAGE_ROLES)
     if role != "bot" and (review_state is not None or candidates):
         raise InvalidValue("review_state and candidates belong to bot messages only")
@@ -240,8 +257,10 @@ def append_message(
     ]
 
     now = utcnow()
-    bump = _BUMP_FOR_BOT if role == "bot" else _BUMP
-    seq = session.execute(bump, {"conversation_id": conversation_id, "now": now}).scalar_one_or_none()
+    allowed = _BOT_MAY_WRITE if role == "bot" else _OTHERS_MAY_WRITE
+    if only_in is not None:
+        allowed = tuple(status for status in allowed if status in set(only_in))
+    seq = session.execute(_bump(allowed), {"conversation_id": conversation_id, "now": now}).scalar_one_or_none()
     cached = session.identity_map.get(session.identity_key(Conversation, conversation_id))
     if cached is not None:
         session.expire(cached, ["last_seq", "updated_at"])
@@ -273,20 +292,24 @@ def last_turns(session: Session, conversation_id: int, n: int) -> list[Message]:
     return newest_first
 
 
-# The two statements every chat turn runs, built once (building them costs more than SQLite runs them).
-# Core UPDATE rather than ORM-enabled UPDATE: a third of the overhead on the hottest path.
-def _bump_statement(blocked: tuple[str, ...]):  # type: ignore[no-untyped-def]
+# The statements every chat turn runs, built once per status set (building them costs more than SQLite
+# runs them). Core UPDATE rather than ORM-enabled UPDATE: a third of the overhead on the hottest path.
+_OTHERS_MAY_WRITE = tuple(status for status in CONVERSATION_STATUSES if status != "closed")
+_BOT_MAY_WRITE = tuple(status for status in CONVERSATION_STATUSES if status not in ("closed", "human"))
+
+
+@functools.cache
+def _bump(allowed: tuple[str, ...]):  # type: ignore[no-untyped-def]
     table = Conversation.__table__
     return (
         update(table)
-        .where(table.c.id == bindparam("conversation_id"), table.c.status.not_in(blocked))
+        .where(table.c.id == bindparam("conversation_id"), table.c.status.in_(allowed))
         .values(last_seq=table.c.last_seq + 1, updated_at=bindparam("now"))
         .returning(table.c.last_seq)
     )
 
-
-_BUMP = _bump_statement(("closed",))
-_BUMP_FOR_BOT = _bump_statement(("closed", "human"))
+_STATE = select(Conversation.status, Conversation.language, Conversation.token_hash).where(
+    Conversation.id == bindparam("conversation_id"))
 _LAST_TURNS = (
     select(Message)
     .where(Message.conversation_id == bindparam("conversation_id"))

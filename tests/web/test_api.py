@@ -37,12 +37,15 @@ def test_customer_chats_over_the_api(client):
 
 def test_a_token_opens_only_its_own_conversation(client):
     first, auth_first = _start(client)
-    second, _ = _start(client)
-    client.post(f"/api/v1/conversations/{second}/messages", json={"text": "secret"}, headers=_start(client)[1])
+    second, auth_second = _start(client)
     for method, path in (("GET", f"/api/v1/conversations/{second}/messages"),
                          ("POST", f"/api/v1/conversations/{second}/messages")):
         response = client.request(method, path, json={"text": "hi"}, headers=auth_first)
         assert response.status_code == 401, response.text
+    # Refused before the text is looked at, and nothing lands in the other customer's conversation.
+    empty = client.post(f"/api/v1/conversations/{second}/messages", json={"text": ""}, headers=auth_first)
+    assert empty.status_code == 401
+    assert client.get(f"/api/v1/conversations/{second}/messages", headers=auth_second).json()["messages"] == []
     assert client.get(f"/api/v1/conversations/{first}/messages").status_code == 401  # no token
     assert client.get("/api/v1/conversations/999999/messages", headers=auth_first).status_code == 401
 
