@@ -25,7 +25,13 @@ def test_customer_gets_a_stored_reply_with_candidates(service):
     service.authorize_customer(cid, token)
     with pytest.raises(AuthError):
         service.authorize_customer(cid, "wrong")
-    result = service.send(cid, "hello where is my order")
+    other, _ = service.start_conversation("en")
+    with pytest.raises(AuthError):  # the API's path: checked in the transaction that would store it
+        service.send(other, "hello where is my order", token=token)
+    with pytest.raises(AuthError):  # before the text is looked at
+        service.send(other, "", token=token)
+    assert service.customer_messages(other)[1] == []
+    result = service.send(cid, "hello where is my order", token=token)
     assert result.status == "bot" and result.reply is not None
     _, messages = service.customer_messages(cid)
     assert [(m.role, m.text) for m in messages] == [("customer", "hello where is my order"),

@@ -67,3 +67,36 @@ def test_a_job_error_reaches_its_caller(store):
     with pytest.raises(ZeroDivisionError):
         writes.run(lambda s: 1 / 0)
     assert writes.run(lambda s: 42) == 42
+
+
+def test_many_writers_all_finish_in_shared_transactions(store):
+    """Leadership passes from group to group: no caller is lost or woken before its job is committed."""
+    with store.transaction() as s:
+        cids = [repo.start_conversation(s).id for _ in range(4)]
+    writes = GroupCommit(store)
+    results: dict[tuple[int, int], int] = {}
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        for n in range(25):
+            try:
+                text = f"w{w} n{n}"
+                seq = writes.run(lambda s, text=text: repo.append_message(s, cids[w % 4], "customer", text).seq)
+                results[(w, n)] = seq
+            except BaseException as exc:  # noqa: BLE001 - collected and checked below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(results) == 200
+    assert writes.jobs == 200 and writes.groups < 200  # some groups held several jobs
+    with store.transaction(read_only=True) as s:
+        for i, cid in enumerate(cids):
+            rows = s.execute(select(Message.seq, Message.text).where(Message.conversation_id == cid)).all()
+            assert sorted(seq for seq, _ in rows) == list(range(1, 51))  # no gap, no duplicate
+            for seq, text in rows:
+                w, n = (int(part[1:]) for part in text.split())
+                assert w % 4 == i and results[(w, n)] == seq  # each caller got its own job's result

@@ -101,6 +101,27 @@ def test_handover_assigns_agent_blocks_bot_and_is_audited(store: ConversationSto
         ]
 
 
+def test_only_in_refuses_a_message_in_any_other_status_and_writes_nothing(store: ConversationStore) -> None:
+    conv = store.start_conversation(language="fr")
+    with store.transaction() as s:
+        token_hash = "ab" * 32
+        repo.get_conversation(s, conv.id).token_hash = token_hash
+        assert repo.conversation_state(s, conv.id) == ("bot", "fr", token_hash)
+        assert repo.conversation_state(s, conv.id + 1000) is None
+        repo.set_status(s, conv.id, "pending")
+    with pytest.raises(IllegalTransition, match="pending; it takes no bot messages"):
+        with store.transaction() as s:
+            repo.append_message(s, conv.id, "bot", "hello", only_in=("bot",))
+    with store.transaction() as s:
+        assert repo.append_message(s, conv.id, "bot", "hello").seq == 1  # pending takes bot drafts otherwise
+        assert repo.append_message(s, conv.id, "customer", "hi", only_in=("pending", "human")).seq == 2
+        assert repo.conversation_state(s, conv.id).status == "pending"
+    with pytest.raises(NotFound):
+        with store.transaction() as s:
+            repo.append_message(s, conv.id + 1000, "bot", "hello", only_in=("bot",))
+    assert [m.text for m in store.last_turns(conv.id, 10)] == ["hello", "hi"]
+
+
 def test_closed_is_final_and_keeps_csat(store: ConversationStore) -> None:
     conv = store.start_conversation()
     store.append_message(conv.id, "customer", "bye")
