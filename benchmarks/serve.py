@@ -16,7 +16,8 @@ Two paces:
   the server and measures throughput; latency is then set by queueing (Little's law: p50 is about
   customers / throughput), not by how fast one reply is.
 * paced (``--think-ms``, default 1000): a customer reads and types for a random time (exponential, that
-  mean) between a reply and the next message, as people do; this measures the latency a customer sees.
+  mean) between a reply and the next message, as people do, and starts at a random moment of the first
+  pause; this measures the latency a customer sees.
 
 The clients run on the same machine as the server, so on a small box they compete with it for the CPUs;
 they use the standard library's HTTP client (one keep-alive connection each) to take as little as they can.
@@ -93,15 +94,20 @@ class Client:
     """One customer's keep-alive HTTP connection. The standard library's client rather than httpx: the load
     generator shares the server's cores, and this costs it about a third of the CPU per request."""
 
+    KEEP_ALIVE_S = 4.0  # uvicorn closes a connection idle for 5 s: open a new one rather than race it
+
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.last_used = time.monotonic()
 
     def post(self, path: str, body: dict[str, object], token: str | None = None) -> tuple[int, dict | None]:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if time.monotonic() - self.last_used > self.KEEP_ALIVE_S:
+            self.conn.close()
         try:
             self.conn.request("POST", path, body=json.dumps(body), headers=headers)
             response = self.conn.getresponse()
@@ -109,6 +115,7 @@ class Client:
         except (OSError, http.client.HTTPException):
             self.conn.close()  # reconnects on the next request
             raise
+        self.last_used = time.monotonic()
         return response.status, json.loads(data) if data else None
 
     def close(self) -> None:
@@ -128,6 +135,8 @@ def run_load(url: str, customers: int, seconds: float, think_ms: float = 0.0) ->
         try:
             _, start = client.post("/api/v1/conversations", {"language": "en"})
             path = f"/api/v1/conversations/{start['id']}/messages"
+            if think_ms:  # paced customers arrive at random moments, not all in the same millisecond
+                time.sleep(pace.uniform(0, think_ms / 1000.0))
             n = 0
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
