@@ -31,8 +31,8 @@ _PROTECTED = {"/agent": ("agent", "admin"), "/admin": ("admin",)}
 class StaffPagesNeedLogin:
     """Send a visitor without the right session from an agent/admin page to the login form.
 
-    Plain ASGI rather than ``@app.middleware("http")``: that wrapper streams every response through extra
-    tasks, which cost the customer API about a tenth of its CPU under load for a check it never needs.
+    Plain ASGI rather than ``@app.middleware("http")``: that wrapper runs every response, the customer API's
+    included, through extra tasks for a check only two pages need (no difference measurable under load).
     """
 
     def __init__(self, app: ASGIApp, service: ChatService) -> None:

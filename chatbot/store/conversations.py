@@ -259,7 +259,8 @@ def append_message(
     now = utcnow()
     allowed = _BOT_MAY_WRITE if role == "bot" else _OTHERS_MAY_WRITE
     if only_in is not None:
-        allowed = tuple(status for status in allowed if status in set(only_in))
+        narrowed = set(only_in)
+        allowed = tuple(status for status in allowed if status in narrowed)
     seq = session.execute(_bump(allowed), {"conversation_id": conversation_id, "now": now}).scalar_one_or_none()
     cached = session.identity_map.get(session.identity_key(Conversation, conversation_id))
     if cached is not None:
