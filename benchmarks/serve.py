@@ -4,11 +4,12 @@ Each customer starts a conversation and sends messages for ``--seconds``; the ta
 p50/p95 latency, errors and the mean decoded batch size for every (customers, batching, pace) row, side by
 side. Three servers, the same code with other settings:
 
-* ``on``: dynamic batching (``batch_max_size=32``), the default.
-* ``off``: ``batch_max_size=1``, one request decoded at a time, while the HTTP and database work of
-  other requests still runs alongside.
-* ``serial``: ``batch_max_size=1`` and ``request_threads=1``, a one-request-at-a-time server: each
-  request is read, stored, decoded, stored and answered before the next one starts.
+* ``on``: dynamic batching (``batch_max_size=32``) with the default pool of decoder processes
+  (``decoders``); ``--decoders 1 2`` gives one ``on/N`` row per pool size instead.
+* ``off``: ``batch_max_size=1`` and one decoder, one request decoded at a time, while the HTTP and
+  database work of other requests still runs alongside.
+* ``serial``: ``batch_max_size=1``, one decoder and ``request_threads=1``, a one-request-at-a-time
+  server: each request is read, stored, decoded, stored and answered before the next one starts.
 
 Two paces:
 
@@ -68,11 +69,14 @@ def tiny_model(directory: Path) -> Path:
     return save_checkpoint(directory, model, vocab)
 
 
-def start_server(model_dir: Path, data_dir: Path, batch: int, threads: int = 40) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, data_dir: Path, batch: int, threads: int = 40,
+                 decoders: int | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "CHATBOT_MODEL_DIR": str(model_dir), "CHATBOT_DATA_DIR": str(data_dir),
            "CHATBOT_BATCH_MAX_SIZE": str(batch), "CHATBOT_REQUEST_THREADS": str(threads),
            "CHATBOT_HANDOFF_MIN_SCORE": "-1e9"}
+    if decoders is not None:
+        env["CHATBOT_DECODERS"] = str(decoders)
     proc = subprocess.Popen([sys.executable, "-c", "from chatbot.cli import main; main()", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=data_dir.with_suffix(".log").open("w"))
     url = f"http://127.0.0.1:{port}"
@@ -177,13 +181,20 @@ def main() -> None:
     parser.add_argument("--customers", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--think-ms", type=float, default=1000.0,
                         help="mean pause between a reply and the next message in the paced rows (0: no paced rows)")
+    parser.add_argument("--decoders", type=int, nargs="+", default=None,
+                        help="decoder pool sizes of the batching server, one 'on/N' row each (default: the setting's)")
+    parser.add_argument("--servers", nargs="+", default=["on", "off", "serial"], choices=["on", "off", "serial"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model_dir = args.model_dir or tiny_model(work / "model")
     paces = [0.0] + ([args.think_ms] if args.think_ms > 0 else [])
     rows = []
-    for label, batch, threads in (("on", 32, 40), ("off", 1, 40), ("serial", 1, 1)):
-        proc, url = start_server(model_dir, work / f"data-{label}", batch, threads)
+    servers: list[tuple[str, int, int, int | None]] = []
+    if "on" in args.servers:
+        servers += [(f"on/{n}", 32, 40, n) for n in args.decoders] if args.decoders else [("on", 32, 40, None)]
+    servers += [(label, 1, threads, 1) for label, threads in (("off", 40), ("serial", 1)) if label in args.servers]
+    for label, batch, threads, decoders in servers:
+        proc, url = start_server(model_dir, work / f"data-{label.replace('/', '-')}", batch, threads, decoders)
         try:
             run_load(url, max(args.customers), args.warmup)  # first batches pay for lazy loading: not timed
             for think in paces:
@@ -200,18 +211,22 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; {args.seconds:.0f} s per row")
     print(f"{'think ms':>8} {'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'errors':>7} {'batch':>6}")
-    order = {"on": 0, "off": 1, "serial": 2}
+    order = {label: i for i, (label, *_) in enumerate(servers)}
     for think, n, label, r in sorted(rows, key=lambda row: (row[0], row[1], order[row[2]])):
         print(f"{think:>8.0f} {n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
               f"{r['errors']:>7} {r['mean_batch']:>6.1f}")
     by = {(think, n, label): r for think, n, label, r in rows}
     for think in paces:
         for n in args.customers:
-            on, off, serial = by[(think, n, "on")], by[(think, n, "off")], by[(think, n, "serial")]
-            if off["replies_s"] and serial["replies_s"]:
-                print(f"think {think:.0f} ms, {n} customers: replies/s on/off x{on['replies_s'] / off['replies_s']:.1f}, "
-                      f"on/serial x{on['replies_s'] / serial['replies_s']:.1f}; "
-                      f"p95 {on['p95_ms']:.0f} vs {off['p95_ms']:.0f} vs {serial['p95_ms']:.0f} ms")
+            base = by.get((think, n, "serial")) or by.get((think, n, "off"))
+            if base is None or not base["replies_s"]:
+                continue
+            name = "serial" if (think, n, "serial") in by else "off"
+            for label, *_ in servers:
+                if label.startswith("on"):
+                    r = by[(think, n, label)]
+                    print(f"think {think:.0f} ms, {n} customers: {label} replies/s x{r['replies_s'] / base['replies_s']:.2f} "
+                          f"of {name}; p95 {r['p95_ms']:.0f} vs {base['p95_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

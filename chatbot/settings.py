@@ -63,6 +63,8 @@ class Settings(BaseSettings):
                                      "before it goes to a person.")
     decode_process: bool = Field(True, description="Decode in a child process with its own interpreter lock "
                                  "(the web threads and beam search no longer take turns on one).")
+    decoders: int = Field(2, ge=1, description="Batches decoded at once, each in a decoder process of its "
+                          "own (a thread when decode_process is off): the next batch starts while one decodes.")
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(5.0, ge=0)
     queue_max_size: int = Field(256, ge=1)

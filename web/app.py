@@ -62,6 +62,7 @@ def build_service(settings: Settings) -> ChatService:
         max_batch=settings.batch_max_size,
         max_wait_ms=settings.batch_max_wait_ms,
         queue_max=settings.queue_max_size,
+        decoders=settings.decoders,
     )
     return ChatService(store, settings, worker)
 

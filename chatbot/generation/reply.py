@@ -196,7 +196,7 @@ class ReplyGenerator:
                 attention = {
                     "source_tokens": list(sources[row]),
                     "target_tokens": batch.ids_to_tokens(row, hyps[0].tokens, self.vocab),
-                    "weights": [[round(w, 4) for w in r] for r in hyps[0].attention[:, : len(sources[row])].tolist()],
+                    "weights": _rounded(hyps[0].attention[:, : len(sources[row])]),
                 }
             replies.append(Reply(
                 text=texts[0],
@@ -207,6 +207,13 @@ class ReplyGenerator:
                 decoding=self.config.to_dict(),
             ))
         return replies
+
+
+def _rounded(weights: torch.Tensor, places: int = 4) -> list[list[float]]:
+    """``[[round(w, places) ...] ...]`` in one tensor pass: per-element ``round`` cost a third of a
+    millisecond per reply. In float64, so ``k / 10**places`` is the same float that ``round`` returns."""
+    scale = 10.0**places
+    return (weights.double() * scale).round_().div_(scale).tolist()
 
 
 def _customer_ids(source: Sequence[str], ext_ids: Sequence[int]) -> list[int]:

@@ -1,11 +1,14 @@
 """One generation worker for the whole process: dynamic batching and hot reload.
 
-Requests from every conversation go into one bounded queue. A single thread takes the first waiting
+Requests from every conversation go into one bounded queue. A batch thread takes the first waiting
 request, keeps collecting until ``max_batch`` requests or ``max_wait_ms`` have passed, and decodes them
-together, since one batched beam search costs little more than one. A full queue answers ``Busy`` at once
-instead of letting callers hang. Between batches the worker asks which model should be serving; when that
-changes it loads the new one in the background and swaps it in at a batch boundary, so requests already
-being decoded finish on the model they started with and none are dropped.
+together, since one batched beam search costs little more than one. With ``decoders > 1`` that many batch
+threads share the queue, so the next batch gathers and starts while the previous one is still decoding
+(on a model that can decode several batches at once: a pool of decoder processes). A full queue answers
+``Busy`` at once instead of letting callers hang. Between batches the worker asks which model should be
+serving; when that changes it loads the new one in the background and swaps it in at a batch boundary, so
+requests already being decoded finish on the model they started with and none are dropped; the replaced
+model is closed once no batch is decoding on it any more.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class GenerationWorker:
 
     ``current_key()`` says which model should serve (``None``: none configured); ``load(key)`` builds it.
     ``max_batch=1`` turns batching off (one request at a time), which the benchmark compares against.
+    ``decoders`` batches may be decoding at once; the model must then accept concurrent ``generate`` calls.
     """
 
     def __init__(
@@ -84,22 +88,27 @@ class GenerationWorker:
         max_wait_ms: float = 5.0,
         queue_max: int = 256,
         reload_poll_s: float = 1.0,
+        decoders: int = 1,
     ) -> None:
-        if max_batch < 1 or queue_max < 1:
-            raise ValueError("max_batch and queue_max must be at least 1")
+        if max_batch < 1 or queue_max < 1 or decoders < 1:
+            raise ValueError("max_batch, queue_max and decoders must be at least 1")
         self._load = load
         self._current_key = current_key
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.reload_poll_s = reload_poll_s
+        self.decoders = decoders
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=queue_max)
         self._model: tuple[Hashable, Generator] | None = None
         self._pending: tuple[Hashable, Generator] | None = None  # loaded in the background, not yet live
         self._loading: Hashable | None = None
         self._failed_key: Hashable | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the model slots, the in-use counts and the counters
+        self._reload_lock = threading.Lock()  # one batch thread at a time asks for the active model
+        self._in_use: dict[int, int] = {}  # id(generator) -> batches decoding on it now
+        self._retired: list[Generator] = []  # replaced models still decoding: closed when idle
         self._last_poll = 0.0
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self.batches = 0
         self.batched_requests = 0
@@ -111,26 +120,30 @@ class GenerationWorker:
         if key is not None:
             self._model = (key, self._load(key))
         self._last_poll = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="generation-worker", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"generation-worker-{i}", daemon=True)
+                         for i in range(self.decoders)]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish what is queued, then end the thread."""
-        if self._thread is None:
+        """Finish what is queued, then end the threads."""
+        if not self._threads:
             return
         self._stopping.set()
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
-        self._thread.join(timeout)
-        self._thread = None
+        for _ in self._threads:  # one end marker per thread: each ends on the first it takes
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:
+                break
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
         with self._lock:
-            models, self._model, self._pending = [self._model, self._pending], None, None
+            models = [m[1] for m in (self._model, self._pending) if m is not None] + self._retired
+            self._model, self._pending, self._retired = None, None, []
         for model in models:
-            if model is not None:
-                _close(model[1])
+            _close(model)
 
     def __enter__(self) -> GenerationWorker:  # noqa: PYI034 - start() returns self
         return self.start()
@@ -150,7 +163,7 @@ class GenerationWorker:
 
     def submit(self, context: Sequence[Turn], language: str | None = None) -> Future[Generated]:
         """Queue one context; raises ``Busy`` when the queue is full and ``RuntimeError`` when stopped."""
-        if self._thread is None or self._stopping.is_set():
+        if not self._threads or self._stopping.is_set():
             raise RuntimeError("generation worker is not running")
         request = _Request(list(context), language, Future(), time.monotonic())
         try:
@@ -189,20 +202,33 @@ class GenerationWorker:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is None:  # stop requested: decode what we have, then end
-                self._queue.put_nowait(None)
+            if item is None:  # stop requested: decode what we have, then end (on the marker put back)
+                self._queue.put(None)
                 break
             batch.append(item)
         return batch
 
     def _decode(self, batch: list[_Request]) -> None:
         self._maybe_reload()
-        live = self._model
+        with self._lock:
+            live = self._model
+            if live is not None:
+                self._in_use[id(live[1])] = self._in_use.get(id(live[1]), 0) + 1
         if live is None:
             error = NoModel("no model is active; ask an admin to promote one")
             for request in batch:
                 request.future.set_exception(error)
             return
+        try:
+            self._decode_on(live, batch)
+        finally:
+            with self._lock:
+                self._in_use[id(live[1])] -= 1
+                self.batches += 1
+                self.batched_requests += len(batch)
+            self._close_retired()
+
+    def _decode_on(self, live: tuple[Hashable, Generator], batch: list[_Request]) -> None:
         key, generator = live
         by_language: dict[str | None, list[_Request]] = {}
         for request in batch:
@@ -218,11 +244,13 @@ class GenerationWorker:
                 continue
             for request, reply in zip(group, replies):
                 request.future.set_result(Generated(reply, key))
-        self.batches += 1
-        self.batched_requests += len(batch)
 
     # --- hot reload ---------------------------------------------------------------------------------
     def _maybe_reload(self) -> None:
+        with self._reload_lock:
+            self._poll_model()
+
+    def _poll_model(self) -> None:
         self._swap_in_pending()
         now = time.monotonic()
         if self._model is not None and now - self._last_poll < self.reload_poll_s:
@@ -248,8 +276,18 @@ class GenerationWorker:
                 return
             old, self._model, self._pending = self._model, self._pending, None
             log.info("now serving model %s", self._model[0])
-        if old is not None:  # the worker thread swaps between batches: nothing is decoding on it now
-            _close(old[1])
+            if old is not None and old[1] is not self._model[1]:  # batches on it finish; closed once none is left
+                self._retired.append(old[1])
+        self._close_retired()
+
+    def _close_retired(self) -> None:
+        with self._lock:
+            idle = [g for g in self._retired if not self._in_use.get(id(g))]
+            self._retired = [g for g in self._retired if self._in_use.get(id(g))]
+            for generator in idle:
+                self._in_use.pop(id(generator), None)
+        for generator in idle:
+            _close(generator)
 
     def _load_into_pending(self, key: Hashable) -> None:
         try:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from chatbot.service.auth import (
@@ -188,7 +188,7 @@ class ChatService:
         draft = handing_off or self.settings.review_mode == "draft"
         try:
             # Stored only while the bot still owns the conversation, checked and written in one statement.
-            stored = repo.append_message(s, conversation_id, "bot", reply.text or "…", only_in=("bot",),
+            stored = repo.store_message(s, conversation_id, "bot", reply.text or "…", only_in=("bot",),
                                          review_state="draft" if draft else "sent",
                                          meta={"handoff": reason.value} if handing_off else None, **fields)
         except IllegalTransition:
@@ -206,12 +206,12 @@ class ChatService:
 
     def _hand_off(self, s: Session, conversation_id: int, reason: HandoffReason) -> MessageView:
         repo.set_status(s, conversation_id, "pending")
-        notice = repo.append_message(s, conversation_id, "system", NOTICE[reason], meta={"handoff": reason.value})
+        notice = repo.store_message(s, conversation_id, "system", NOTICE[reason], meta={"handoff": reason.value})
         return MessageView.of(notice)
 
-    def _append(self, s: Session, conversation_id: int, role: str, text: str, **fields: Any) -> Message:
-        return repo.append_message(s, conversation_id, role, text, max_chars=self.settings.max_message_chars,
-                                   **fields)
+    def _append(self, s: Session, conversation_id: int, role: str, text: str, **fields: Any) -> repo.StoredMessage:
+        return repo.store_message(s, conversation_id, role, text, max_chars=self.settings.max_message_chars,
+                                  **fields)
 
     @staticmethod
     def _message(s: Session, message_id: int) -> Message:
@@ -367,14 +367,19 @@ def _check_token(token: str | None, state: repo.ConversationState | None) -> Non
 def visible_context(s: Session, conversation_id: int, turns: int, before_seq: int | None = None) -> list[tuple[str, str]]:
     """The last ``turns`` turns the customer actually saw (drafts, rejected replies and notices left out),
     oldest first. Reads three columns only: a bot row's attention JSON costs more to load than a decode."""
-    query = (select(Message.role, Message.text, Message.review_state)
-             .where(Message.conversation_id == conversation_id, Message.role != "system")
-             .order_by(Message.seq.desc()).limit(3 * turns))
-    if before_seq is not None:
-        query = query.where(Message.seq < before_seq)
-    rows = [(role, text) for role, text, state in s.execute(query)
+    params = {"conversation_id": conversation_id, "n": 3 * turns, "before_seq": before_seq}
+    query = _CONTEXT if before_seq is None else _CONTEXT_BEFORE
+    rows = [(role, text) for role, text, state in s.execute(query, params)
             if role != "bot" or state in CUSTOMER_VISIBLE_STATES]
     return rows[:turns][::-1]
+
+
+# Built once: every customer message runs _CONTEXT (Core columns, no ORM compile step per call).
+_M = Message.__table__.c
+_CONTEXT = (select(_M.role, _M.text, _M.review_state)
+            .where(_M.conversation_id == bindparam("conversation_id"), _M.role != "system")
+            .order_by(_M.seq.desc()).limit(bindparam("n")))
+_CONTEXT_BEFORE = _CONTEXT.where(_M.seq < bindparam("before_seq"))
 
 
 class ReplayService:

@@ -8,15 +8,17 @@ child with its own interpreter and torch threads; the parent sends it a batch of
 replies back (plain picklable values), so the worker thread in the parent only waits on a pipe.
 
 It has the ``Generator`` shape the :class:`~chatbot.service.batching.GenerationWorker` expects, so batching,
-busy answers and hot reload work unchanged: a reload starts a new child and the worker closes the old one.
-A child that dies (killed, out of memory) fails the batch it was decoding and is started again for the next.
+busy answers and hot reload work unchanged: a reload starts new children and the worker closes the old ones.
+With ``processes > 1`` it is a pool: each call decodes on whichever child is free, so a worker with as
+many batch threads decodes that many batches at once (one core each). A child that dies (killed, out of
+memory) fails the batch it was decoding and is started again for the next.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import threading
+import queue
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -25,6 +27,7 @@ from chatbot.settings import Settings
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 180.0  # importing torch and loading a checkpoint on a busy machine
+CLOSE_TIMEOUT_S = 60.0  # longer than any batch takes
 
 
 class DecoderProcessError(RuntimeError):
@@ -55,72 +58,133 @@ def _child_main(conn: Connection, model_path: str, settings: Settings) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-class ProcessGenerator:
-    """``generate(contexts, language)`` answered by a model loaded in a child process."""
+class _Child:
+    """One decoder process and the parent's end of its pipe; used by one batch at a time."""
 
     def __init__(self, model_path: str, settings: Settings) -> None:
         self.model_path, self.settings = model_path, settings
-        self._lock = threading.Lock()  # one batch in flight per child
-        self._conn: Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._start()
+        self.conn: Connection | None = None
+        self.process: multiprocessing.process.BaseProcess | None = None
 
-    def _start(self) -> None:
+    def spawn(self) -> None:
+        """Start the process without waiting for it to load (several children load side by side)."""
         ctx = multiprocessing.get_context("spawn")  # a fork would copy the parent's threads and locks
         parent, child = ctx.Pipe()
         process = ctx.Process(target=_child_main, args=(child, self.model_path, self.settings),
                               name="chatbot-decoder", daemon=True)
         process.start()
         child.close()
-        if not parent.poll(START_TIMEOUT_S):
-            process.kill()
+        self.conn, self.process = parent, process
+
+    def wait_ready(self) -> None:
+        conn, process = self.conn, self.process
+        assert conn is not None and process is not None
+        if not conn.poll(START_TIMEOUT_S):
+            self.stop()
             raise DecoderProcessError(f"the decoder process did not load {self.model_path} "
                                       f"within {START_TIMEOUT_S:.0f} s")
         try:
-            kind, detail = parent.recv()
+            kind, detail = conn.recv()
         except EOFError:
             process.join(5)
             kind, detail = "error", f"it exited with status {process.exitcode}"
         if kind != "ready":
-            process.join(5)
+            self.stop()
             raise DecoderProcessError(f"the decoder process could not load {self.model_path}: {detail}")
-        self._conn, self._process = parent, process
         log.info("decoder process %s serves %s", process.pid, self.model_path)
 
     @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def generate(self, contexts: list[list[tuple[str, str]]], language: str | None) -> tuple[str, Any]:
+        if not self.alive:
+            log.warning("decoder process for %s is gone; starting a new one", self.model_path)
+            self.stop()
+            self.spawn()
+            self.wait_ready()
+        assert self.conn is not None
+        try:
+            self.conn.send(("generate", contexts, language))
+            return self.conn.recv()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            self.stop()  # restarted by the next call
+            raise DecoderProcessError("the decoder process died while decoding this batch") from exc
+
+    def stop(self) -> None:
+        process, conn, self.process, self.conn = self.process, self.conn, None, None
+        if process is None:
+            return
+        try:
+            if conn is not None:
+                conn.send(("stop",))
+        except OSError:
+            pass
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+        if conn is not None:
+            conn.close()
+
+
+class ProcessGenerator:
+    """``generate(contexts, language)`` answered by a model loaded in ``processes`` child processes; up to
+    that many calls run at once, each on a child of its own."""
+
+    def __init__(self, model_path: str, settings: Settings, processes: int = 1) -> None:
+        if processes < 1:
+            raise ValueError("a decoder pool needs at least one process")
+        self.model_path, self.settings = model_path, settings
+        self._children = [_Child(model_path, settings) for _ in range(processes)]
+        self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
+        self._closed = False
+        try:
+            for child in self._children:
+                child.spawn()
+            for child in self._children:
+                child.wait_ready()
+        except BaseException:
+            for child in self._children:
+                child.stop()
+            raise
+        for child in self._children:
+            self._idle.put(child)
+
+    @property
+    def pids(self) -> list[int]:
+        """The children's process ids (an empty list once closed)."""
+        return [c.process.pid for c in self._children if c.process is not None and c.process.pid is not None]
+
+    @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        """The first child's process id, ``None`` once closed."""
+        pids = self.pids
+        return pids[0] if pids else None
 
     def generate(self, contexts: list[list[tuple[str, str]]], language: str | None = None) -> list[Any]:
-        with self._lock:
-            if self._process is None or not self._process.is_alive():
-                log.warning("decoder process for %s is gone; starting a new one", self.model_path)
-                self._start()
-            assert self._conn is not None
-            try:
-                self._conn.send(("generate", contexts, language))
-                kind, payload = self._conn.recv()
-            except (EOFError, OSError, BrokenPipeError) as exc:
-                self._process = None  # restarted by the next call
-                raise DecoderProcessError("the decoder process died while decoding this batch") from exc
+        if self._closed:
+            raise DecoderProcessError(f"the decoder processes for {self.model_path} are stopped")
+        child = self._idle.get()  # the worker runs at most one batch per child: never a long wait
+        try:
+            kind, payload = child.generate(contexts, language)
+        finally:
+            self._idle.put(child)
         if kind == "error":
             raise ValueError(payload)
         return payload
 
     def close(self) -> None:
-        """Stop the child (the worker calls this when a reload replaces it, and at shutdown)."""
-        with self._lock:
-            process, conn, self._process, self._conn = self._process, self._conn, None, None
-            if process is None:
-                return
-            try:
-                if conn is not None:
-                    conn.send(("stop",))
-            except OSError:
-                pass
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
-            if conn is not None:
-                conn.close()
+        """Stop the children (the worker calls this once no batch decodes on them: after a reload, at
+        shutdown)."""
+        self._closed = True
+        stopped = 0
+        try:
+            while stopped < len(self._children):  # a batch still decoding finishes first
+                self._idle.get(timeout=CLOSE_TIMEOUT_S).stop()
+                stopped += 1
+        except queue.Empty:
+            log.warning("a decoder process of %s was still busy after %.0f s; stopping it anyway",
+                        self.model_path, CLOSE_TIMEOUT_S)
+        for child in self._children:
+            child.stop()

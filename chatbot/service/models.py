@@ -56,7 +56,7 @@ def load_served(ref: ModelRef, settings: Settings) -> Any:
     if settings.decode_process:
         from chatbot.service.decoder_process import ProcessGenerator
 
-        return ProcessGenerator(ref.path, settings)
+        return ProcessGenerator(ref.path, settings, processes=settings.decoders)
     return load_generator(ref, settings)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from chatbot.store.conversations import StoredMessage
 from chatbot.store.models import Conversation, Message
 
 # Bot replies the customer sees; drafts wait for an agent and rejected ones never go out.
@@ -32,7 +33,8 @@ class MessageView:
     meta: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, message: Message, *, detail: bool = False) -> MessageView:
+    def of(cls, message: Message | StoredMessage, *, detail: bool = False) -> MessageView:
+        """``detail`` (decoding, attention, meta, candidates) needs the ``Message`` row itself."""
         base = cls(message.id, message.seq, message.role, message.text, message.created_at,
                    message.review_state, message.confidence, message.model_version_id)
         if not detail:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from chatbot.store import audit
 from chatbot.store.db import AlreadyExists, IllegalTransition, InvalidValue, NotFound
@@ -219,7 +220,20 @@ def list_queue(
 # --- messages --------------------------------------------------------------------------------------
 
 
-def append_message(
+class StoredMessage(NamedTuple):
+    """What the chat path needs back from a stored message, without an ORM object behind it."""
+
+    id: int
+    seq: int
+    role: str
+    text: str
+    created_at: datetime
+    review_state: str | None
+    confidence: float | None
+    model_version_id: int | None
+
+
+def store_message(
     session: Session,
     conversation_id: int,
     role: str,
@@ -229,12 +243,12 @@ def append_message(
     decoding: dict[str, Any] | None = None,
     confidence: float | None = None,
     review_state: str | None = None,
-    attention: list[Any] | None = None,
+    attention: list[Any] | dict[str, Any] | None = None,
     candidates: Sequence[tuple[str, float]] | None = None,
     meta: dict[str, Any] | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     only_in: Iterable[str] | None = None,
-) -> Message:
+) -> StoredMessage:
     """Store one message with the next sequence number of its conversation.
 
     Bot messages default to review state ``sent``; ``candidates`` are the n-best ``(text, score)``
@@ -242,7 +256,11 @@ def append_message(
     (``InvalidMessage``), unknown conversation (``NotFound``), a bot message in a ``human`` or
     ``closed`` conversation or any message in a ``closed`` one (``IllegalTransition``). ``only_in``
     narrows the statuses that take the message further; the check and the write are one statement, so a
-    status change committed by another transaction can never slip between them."""
+    status change committed by another transaction can never slip between them.
+
+    Core INSERTs, no unit of work: every chat turn writes two or three messages, and building and
+    flushing ORM objects cost more than SQLite takes to store them. ``append_message`` is the same with
+    the ORM object back."""
     _check_choice("role", role, MESSAGE_ROLES)
     if role != "bot" and (review_state is not None or candidates):
         raise InvalidValue("review_state and candidates belong to bot messages only")
@@ -251,10 +269,8 @@ def append_message(
     if review_state is not None:
         _check_choice("review_state", review_state, REVIEW_STATES)
     text = clean_text(text, max_chars)
-    ranked = [
-        ReplyCandidate(rank=rank, text=clean_text(cand_text, max_chars, allow_empty=True), score=float(score))
-        for rank, (cand_text, score) in enumerate(candidates or ())
-    ]
+    ranked = [{"rank": rank, "text": clean_text(cand_text, max_chars, allow_empty=True), "score": float(score)}
+              for rank, (cand_text, score) in enumerate(candidates or ())]
 
     now = utcnow()
     allowed = _BOT_MAY_WRITE if role == "bot" else _OTHERS_MAY_WRITE
@@ -271,13 +287,21 @@ def append_message(
             raise NotFound(f"conversation {conversation_id} does not exist")
         raise IllegalTransition(f"conversation {conversation_id} is {status}; it takes no {role} messages")
 
-    message = Message(
-        conversation_id=conversation_id, seq=seq, role=role, text=text, created_at=now,
-        model_version_id=model_version_id, decoding=decoding, confidence=confidence,
-        review_state=review_state, attention=attention, meta=meta, candidates=ranked,
-    )
-    session.add(message)
-    session.flush()
+    message_id = session.execute(_INSERT_MESSAGE, {
+        "conversation_id": conversation_id, "seq": seq, "role": role, "text": text, "created_at": now,
+        "model_version_id": model_version_id, "decoding": decoding, "confidence": confidence,
+        "review_state": review_state, "attention": attention, "meta": meta,
+    }).scalar_one()
+    if ranked:
+        session.execute(_INSERT_CANDIDATE, [{"message_id": message_id, **c} for c in ranked])
+    return StoredMessage(message_id, seq, role, text, now, review_state, confidence, model_version_id)
+
+
+def append_message(session: Session, conversation_id: int, role: str, text: str, **fields: Any) -> Message:
+    """``store_message`` (same arguments and refusals), returning the stored ``Message`` ORM object."""
+    stored = store_message(session, conversation_id, role, text, **fields)
+    message = session.get(Message, stored.id, options=[selectinload(Message.candidates)])
+    assert message is not None  # written by this transaction a moment ago: usable after it ends too
     return message
 
 
@@ -309,8 +333,11 @@ def _bump(allowed: tuple[str, ...]):  # type: ignore[no-untyped-def]
         .returning(table.c.last_seq)
     )
 
-_STATE = select(Conversation.status, Conversation.language, Conversation.token_hash).where(
-    Conversation.id == bindparam("conversation_id"))
+_CONVERSATIONS, _MESSAGES = Conversation.__table__, Message.__table__
+_STATE = select(_CONVERSATIONS.c.status, _CONVERSATIONS.c.language, _CONVERSATIONS.c.token_hash).where(
+    _CONVERSATIONS.c.id == bindparam("conversation_id"))
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_CANDIDATE = insert(ReplyCandidate.__table__)
 _LAST_TURNS = (
     select(Message)
     .where(Message.conversation_id == bindparam("conversation_id"))

@@ -134,3 +134,61 @@ def test_a_replaced_model_is_closed_and_the_last_one_at_stop():
         assert worker.model_key == "v2"
         assert models["v1"].closed and not models["v2"].closed  # its decoder process would be stopped here
     assert models["v2"].closed
+
+
+class _Concurrent(_Closable):
+    """Counts the batches decoding at this moment; each one waits at the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate.clear()
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+        self.both = threading.Event()
+
+    def generate(self, contexts, language=None):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            if self.now == 2:
+                self.both.set()
+        try:
+            return super().generate(contexts, language)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_decoders_set_how_many_batches_decode_at_once(decoders):
+    model = _Concurrent()
+    with GenerationWorker(lambda key: model, lambda: "m1", max_batch=1, decoders=decoders) as worker:
+        futures = [worker.submit([("customer", f"q{i}")]) for i in range(4)]
+        assert model.both.wait(2) is (decoders == 2)  # a second batch starts while the first still decodes
+        model.gate.set()
+        assert [f.result(5).reply.text for f in futures] == [f"re: q{i}" for i in range(4)]
+    assert model.most == decoders
+    assert worker.batches == 4 and worker.batched_requests == 4
+
+
+def test_with_two_decoders_a_replaced_model_finishes_its_batch_before_it_is_closed():
+    models = {"v1": _Concurrent(), "v2": _Closable()}
+    active = {"key": "v1"}
+    with GenerationWorker(lambda key: models[key], lambda: active["key"], max_batch=1, decoders=2,
+                          reload_poll_s=0.02) as worker:
+        held = worker.submit([("customer", "decoding on v1")])
+        assert models["v1"].started.wait(5)
+        active["key"] = "v2"  # the idle batch thread swaps v2 in while v1 still decodes on the other
+        deadline = time.monotonic() + 5
+        while worker.model_key != "v2" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.model_key == "v2"
+        assert worker.generate([("customer", "new")], timeout=5).model_key == "v2"
+        assert not models["v1"].closed  # its batch is still decoding
+        models["v1"].gate.set()
+        assert held.result(5).model_key == "v1"  # the in-flight reply is kept, from the model it started on
+        deadline = time.monotonic() + 5
+        while not models["v1"].closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert models["v1"].closed and not models["v2"].closed
+    assert models["v2"].closed

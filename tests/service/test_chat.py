@@ -172,7 +172,7 @@ def test_no_bot_reply_after_a_takeover_during_decoding(scripted_service, replies
 
 
 def test_full_queue_answers_busy(make_service, replies):
-    service = make_service(replies, queue_max_size=1, batch_max_size=1)
+    service = make_service(replies, queue_max_size=1, batch_max_size=1, decoders=1)
     replies.gate.clear()
     replies.started.clear()
     conversations = [service.start_conversation()[0] for _ in range(3)]

@@ -50,7 +50,7 @@ def test_a_killed_child_is_replaced_for_the_next_batch(tiny_models, tiny_setting
         before = generator.generate(CONTEXTS)
         old = generator.pid
         os.kill(old, signal.SIGKILL)
-        generator._process.join(10)  # wait until it is really gone
+        generator._children[0].process.join(10)  # wait until it is really gone
         assert _texts(generator.generate(CONTEXTS)) == _texts(before)
         assert generator.pid not in (None, old)
     finally:
@@ -82,3 +82,27 @@ def test_hot_reload_starts_a_new_child_and_stops_the_old(tiny_models, tiny_setti
             os.kill(old_pid, 0)
         live = worker._model[1]
     assert live.pid is None  # the worker's stop closes the serving child too
+
+
+def test_a_pool_decodes_concurrent_batches_on_children_of_its_own(tiny_models, tiny_settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    generator = ProcessGenerator(str(tiny_models.first), tiny_settings, processes=2)
+    try:
+        pids = generator.pids
+        assert len(set(pids)) == 2
+        local = load_generator(ModelRef(None, str(tiny_models.first)), tiny_settings)
+        expected = _texts(local.generate(CONTEXTS))
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: _texts(generator.generate(CONTEXTS)), range(8)))
+        assert results == [expected] * 8
+        os.kill(pids[1], signal.SIGKILL)  # one child dies: the pool replaces it and keeps answering
+        generator._children[1].process.join(10)
+        with ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(lambda _: _texts(generator.generate(CONTEXTS)), range(4))) == [expected] * 4
+        assert len(set(generator.pids)) == 2 and pids[1] not in generator.pids
+    finally:
+        generator.close()
+    assert generator.pids == []
+    with pytest.raises(DecoderProcessError, match="stopped"):
+        generator.generate(CONTEXTS)

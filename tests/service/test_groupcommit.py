@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from chatbot.service.groupcommit import GroupCommit
+from chatbot.service.groupcommit import GroupCommit, _Job
 from chatbot.store import conversations as repo
 from chatbot.store.db import InvalidMessage
 from chatbot.store.models import Message
@@ -100,3 +100,46 @@ def test_many_writers_all_finish_in_shared_transactions(store):
             for seq, text in rows:
                 w, n = (int(part[1:]) for part in text.split())
                 assert w % 4 == i and results[(w, n)] == seq  # each caller got its own job's result
+
+
+def _savepoints(store) -> list[str]:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.upper().startswith("SAVEPOINT"):
+            seen.append(statement)
+
+    return seen
+
+
+def test_a_group_without_failures_runs_without_savepoints_and_a_failure_reruns_it_isolated(store):
+    with store.transaction() as s:
+        cid = repo.start_conversation(s).id
+    writes = GroupCommit(store)
+    savepoints = _savepoints(store)
+    runs: dict[str, int] = {}
+
+    def job(name, text):
+        def fn(s):
+            runs[name] = runs.get(name, 0) + 1
+            return repo.append_message(s, cid, "customer", text).seq
+        return fn
+
+    assert writes._commit_together([j := _Job(job("a", "a"))]) and j.result == 1
+    group = [_Job(job("b", "b")), _Job(job("c", "c"))]
+    writes._commit(group)
+    assert [g.result for g in group] == [2, 3] and savepoints == []  # the usual case: one plain transaction
+    group = [_Job(job("d", "d")), _Job(job("empty", "  ")), _Job(job("e", "e"))]
+    writes._commit(group)
+    assert isinstance(group[1].error, InvalidMessage) and [group[0].result, group[2].result] == [4, 5]
+    assert len(savepoints) >= 2  # run again, each job in a savepoint of its own (opened at its first statement)
+    assert runs == {"a": 1, "b": 1, "c": 1, "d": 2, "empty": 2, "e": 1}  # "e" never ran in the failed attempt
+    lone = _Job(job("lone", ""))
+    writes._commit([lone])
+    assert isinstance(lone.error, InvalidMessage) and runs["lone"] == 1  # alone: nothing to run again
+    with store.transaction(read_only=True) as s:
+        assert s.scalars(select(Message.text).where(Message.conversation_id == cid)
+                         .order_by(Message.seq)).all() == ["a", "b", "c", "d", "e"]

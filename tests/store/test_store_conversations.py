@@ -53,6 +53,32 @@ def test_bot_message_keeps_generation_details_and_candidates(store: Conversation
         assert stored.created_at.tzinfo is not None
 
 
+def test_store_message_writes_what_append_message_reads_back(store: ConversationStore) -> None:
+    """The chat path's Core INSERTs store the same row and candidates as the ORM path, and refuse alike."""
+    conv = store.start_conversation()
+    attention = {"source_tokens": ["where", "?"], "target_tokens": ["here"], "weights": [[0.75, 0.25]]}
+    with store.transaction() as session:
+        mine = repo.store_message(session, conv.id, "customer", "where is it? <b>now</b>")
+        reply = repo.store_message(session, conv.id, "bot", "It is here.", confidence=0.5, attention=attention,
+                                   decoding={"num_beams": 3}, candidates=[("It is here.", -0.2), ("Here.", -0.9)],
+                                   only_in=("bot",))
+    assert (mine.seq, mine.role, mine.review_state, reply.seq, reply.review_state) == (1, "customer", None, 2, "sent")
+    assert reply.created_at.tzinfo is not None
+    with store.transaction(read_only=True) as session:
+        stored = session.get(Message, reply.id)
+        assert stored is not None and stored.text == "It is here." and stored.seq == 2
+        assert stored.attention == attention and stored.decoding == {"num_beams": 3}
+        assert [(c.rank, c.text, c.score) for c in stored.candidates] == [
+            (0, "It is here.", pytest.approx(-0.2)), (1, "Here.", pytest.approx(-0.9))]
+        assert session.get(Message, mine.id).text == "where is it? <b>now</b>"  # stored as text, escaped on display
+    store.set_status(conv.id, "human")
+    with store.transaction() as session, pytest.raises(IllegalTransition):
+        repo.store_message(session, conv.id, "bot", "too late", only_in=("bot",))
+    with store.transaction() as session, pytest.raises(NotFound):
+        repo.store_message(session, 10**9, "customer", "nobody here")
+    assert store.get_conversation(conv.id).last_seq == 2  # refused messages take no sequence number
+
+
 def test_draft_reply_and_review_fields_belong_to_bot_messages(store: ConversationStore) -> None:
     conv = store.start_conversation()
     assert store.append_message(conv.id, "bot", "draft reply", review_state="draft").review_state == "draft"
