@@ -163,9 +163,7 @@ class ProcessGenerator:
         return pids[0] if pids else None
 
     def generate(self, contexts: list[list[tuple[str, str]]], language: str | None = None) -> list[Any]:
-        if self._closed:
-            raise DecoderProcessError(f"the decoder processes for {self.model_path} are stopped")
-        child = self._idle.get()  # the worker runs at most one batch per child: never a long wait
+        child = self._take()
         try:
             kind, payload = child.generate(contexts, language)
         finally:
@@ -173,6 +171,15 @@ class ProcessGenerator:
         if kind == "error":
             raise ValueError(payload)
         return payload
+
+    def _take(self) -> _Child:
+        """A free child: the worker runs at most one batch per child, so this is no long wait."""
+        while not self._closed:
+            try:
+                return self._idle.get(timeout=1.0)
+            except queue.Empty:
+                continue
+        raise DecoderProcessError(f"the decoder processes for {self.model_path} are stopped")
 
     def close(self) -> None:
         """Stop the children (the worker calls this once no batch decodes on them: after a reload, at
