@@ -1,9 +1,9 @@
 """``ChatService``: every customer, agent and admin action, authorised and in its own transaction.
 
 The web layer calls only this. Generation happens outside any transaction (it takes tens of ms and must
-not hold a row lock); the reply is then written in a second transaction that re-reads the conversation
-under a row lock and drops the reply unless the bot still owns the conversation, so an agent who took
-over while the reply was being decoded never sees the bot talk after them.
+not hold a row lock); the reply is then written in a second transaction, in one statement that checks the
+bot still owns the conversation, so an agent who took over while the reply was being decoded never sees
+the bot talk after them.
 """
 
 from __future__ import annotations
@@ -189,8 +189,8 @@ class ChatService:
         try:
             # Stored only while the bot still owns the conversation, checked and written in one statement.
             stored = repo.store_message(s, conversation_id, "bot", reply.text or "…", only_in=("bot",),
-                                         review_state="draft" if draft else "sent",
-                                         meta={"handoff": reason.value} if handing_off else None, **fields)
+                                        review_state="draft" if draft else "sent",
+                                        meta={"handoff": reason.value} if handing_off else None, **fields)
         except IllegalTransition:
             # An agent (or a handoff) took the conversation while we were decoding: the bot stays quiet.
             state = repo.conversation_state(s, conversation_id)
