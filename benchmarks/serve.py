@@ -218,10 +218,10 @@ def main() -> None:
     by = {(think, n, label): r for think, n, label, r in rows}
     for think in paces:
         for n in args.customers:
-            base = by.get((think, n, "serial")) or by.get((think, n, "off"))
+            name = "serial" if (think, n, "serial") in by else "off"
+            base = by.get((think, n, name))
             if base is None or not base["replies_s"]:
                 continue
-            name = "serial" if (think, n, "serial") in by else "off"
             for label, *_ in servers:
                 if label.startswith("on"):
                     r = by[(think, n, label)]
