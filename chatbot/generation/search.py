@@ -112,7 +112,12 @@ def _resolve(config: GenerationConfig, processors: Sequence[Processor] | None) -
 
 
 class _Kept:
-    """The best ``size`` hypotheses of each batch row, held as tensors so merging is one sort per step."""
+    """The best ``size`` hypotheses of each batch row, held as tensors so merging is one sort per step.
+
+    Attention is not copied along: a kept hypothesis records ``origin``, the row that generated its last
+    token at step ``length - 1``, and :class:`_AttentionTrail` walks the back-pointers from there once,
+    for the hypotheses returned only.
+    """
 
     def __init__(self, batch: int, size: int, max_len: int, device: torch.device) -> None:
         self.size, self.max_len = size, max_len
@@ -120,14 +125,14 @@ class _Kept:
         self.tokens = torch.zeros(batch, size, max_len, dtype=torch.long, device=device)  # [B, K, T]
         self.lengths = torch.zeros(batch, size, dtype=torch.long, device=device)
         self.finished = torch.zeros(batch, size, dtype=torch.bool, device=device)
-        self.attention: torch.Tensor | None = None  # [B, K, T, S]
+        self.origin = torch.zeros(batch, size, dtype=torch.long, device=device)  # [B, K] row at step length-1
 
     def worst(self, rows: torch.Tensor) -> torch.Tensor:
         return self.scores[rows, -1]
 
     def merge(self, rows: torch.Tensor, scores: torch.Tensor, tokens: torch.Tensor, finished: bool,
-              attention: torch.Tensor | None) -> None:
-        """rows: [R] batch rows (distinct); scores: [R, C]; tokens: [R, C, t]; attention: [R, C, t, S]."""
+              origin: torch.Tensor | None = None) -> None:
+        """rows: [R] batch rows (distinct); scores: [R, C]; tokens: [R, C, t]; origin: [R, C] (see class)."""
         r, c, t = tokens.shape
         all_scores = torch.cat([self.scores[rows], scores], dim=1)  # [R, K+C]
         # stable: on ties, what was kept earlier stays ahead
@@ -139,27 +144,58 @@ class _Kept:
         self.lengths[rows] = torch.cat([self.lengths[rows], self.lengths.new_full((r, c), t)], 1).gather(1, order)
         self.finished[rows] = torch.cat(
             [self.finished[rows], self.finished.new_full((r, c), finished)], 1).gather(1, order)
-        if attention is not None:
-            if self.attention is None:
-                shape = (self.scores.size(0), self.size, self.max_len, attention.size(-1))
-                self.attention = attention.new_zeros(shape)
-            new = attention.new_zeros(r, c, self.max_len, attention.size(-1))
-            new[:, :, :t] = attention
-            self.attention[rows] = _pick(torch.cat([self.attention[rows], new], dim=1), order)
+        if origin is None:
+            origin = self.origin.new_zeros(r, c)
+        self.origin[rows] = torch.cat([self.origin[rows], origin], 1).gather(1, order)
 
-    def results(self, count: int) -> list[list[Hypothesis]]:
+    def results(self, count: int, trail: _AttentionTrail | None = None) -> list[list[Hypothesis]]:
+        count = min(count, self.size)
+        attention = trail.follow(self.origin[:, :count], self.lengths[:, :count]) if trail is not None else None
         out = []
         for b in range(self.scores.size(0)):
-            hyps = [self._hypothesis(b, j) for j in range(count)
+            hyps = [self._hypothesis(b, j, attention) for j in range(count)
                     if j == 0 or self.scores[b, j] > NEG_INF]
             out.append(hyps)
         return out
 
-    def _hypothesis(self, b: int, j: int) -> Hypothesis:
+    def _hypothesis(self, b: int, j: int, attention: torch.Tensor | None) -> Hypothesis:
         n = int(self.lengths[b, j])
-        attention = self.attention[b, j, :n].cpu() if self.attention is not None else None
         return Hypothesis(self.tokens[b, j, :n].tolist(), float(self.scores[b, j]), bool(self.finished[b, j]),
-                          attention)
+                          attention[b, j, :n].cpu() if attention is not None else None)
+
+
+class _AttentionTrail:
+    """Every step's attention and the back-pointers between steps' rows, so a hypothesis's attention is
+    gathered once at the end instead of being copied along with every live beam at every step (which
+    costs O(T^2 * S) per beam and showed up as a tenth of a batch's decoding time)."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []  # step j: [N_j, S], the attention of each row at step j
+        self.parents: list[torch.Tensor] = []  # parents[j]: [N_{j+1}], the step-j row each step-(j+1) row continues
+
+    def record(self, attention: torch.Tensor) -> None:
+        self.steps.append(attention)
+
+    def advance(self, parent: torch.Tensor) -> None:
+        self.parents.append(parent)
+
+    def parent_of(self, rows: torch.Tensor, step: int) -> torch.Tensor:
+        """The step ``step - 1`` row that the step-``step`` ``rows`` continue (``rows`` itself at step 0)."""
+        return self.parents[step - 1][rows] if step > 0 else rows
+
+    def follow(self, origin: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Attention [..., T, S] of hypotheses whose token ``length - 1`` came from row ``origin`` of that
+        step (shapes [...]); rows past a hypothesis's length are 0."""
+        flat_origin, flat_len = origin.reshape(-1), lengths.reshape(-1)  # [M]
+        longest = int(flat_len.max()) if flat_len.numel() else 0
+        out = self.steps[0].new_zeros(flat_origin.numel(), max(longest, 1), self.steps[0].size(-1))  # [M, T, S]
+        row = torch.zeros_like(flat_origin)  # each chain's row at step j (0, a valid row, until it starts)
+        for j in range(longest - 1, -1, -1):
+            if j < longest - 1:  # chains begun at a later step move back to the row they continue
+                row = torch.where(flat_len - 1 > j, self.parents[j][row], row)
+            row = torch.where(flat_len - 1 == j, flat_origin, row)
+            out[:, j] = torch.where((flat_len > j)[:, None], self.steps[j][row], 0.0)
+        return out.view(*origin.shape, out.size(1), out.size(2))
 
 
 def _pick(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -230,10 +266,10 @@ def beam_search(
     beam_scores[:, 0] = 0.0  # all beams start identical: keep one so candidates are distinct
     beam_scores = beam_scores.view(-1)  # [N]
     tokens = torch.zeros(batch * k, 0, dtype=torch.long, device=device)  # [N, t]
-    history: torch.Tensor | None = None  # [N, t, S] attention of each generated token
     last = torch.full((batch,), config.bos_token_id, dtype=torch.long, device=device)
     kept = _Kept(batch, k, max_len, device)
     first_beam = torch.arange(batch, device=device) * k  # [A] first beam row of each active request
+    trail = _AttentionTrail() if return_attention else None
 
     for t in range(max_len):
         log_probs, state = model.step(last, state)  # [N, V]
@@ -250,17 +286,15 @@ def beam_search(
         token = beam_ids.view(n_rows, k * width).gather(1, top_ids)
         is_eos = token == eos
         any_eos = bool(is_eos.any())  # rare until replies end: skip the EOS bookkeeping without one
-        if return_attention:
-            step_attention = _attention(state)  # [N, S]
-            if history is None:
-                history = step_attention.new_zeros(step_attention.size(0), 0, step_attention.size(1))
+        if trail is not None:
+            trail.record(_attention(state))  # [N, S]
 
         # EOS among the k best candidates ends a hypothesis (t tokens + EOS scored)
         ends = is_eos[:, :k] & torch.isfinite(top_scores[:, :k]) if any_eos else None
         if ends is not None and bool(ends.any()):
             ended_parent = parent[:, :k]
             kept.merge(active, torch.where(ends, top_scores[:, :k] / (t + 1) ** lp, NEG_INF),
-                       tokens[ended_parent], True, history[ended_parent] if history is not None else None)
+                       tokens[ended_parent], True, trail.parent_of(ended_parent, t) if trail is not None else None)
 
         # the k best non-EOS candidates live on (EOS ones are pushed behind, order otherwise kept)
         if any_eos:
@@ -272,11 +306,8 @@ def beam_search(
             live_scores, parent, token = top_scores[:, :k], parent[:, :k], token[:, :k]
 
         if t + 1 == max_len:  # out of room: the live beams compete as cut-off replies
-            attention = None
-            if history is not None:
-                attention = torch.cat([history[parent], step_attention[parent][:, :, None]], dim=2)
-            kept.merge(active, live_scores / max_len**lp,
-                       torch.cat([tokens[parent], token[:, :, None]], dim=2), False, attention)
+            kept.merge(active, live_scores / max_len**lp, torch.cat([tokens[parent], token[:, :, None]], dim=2),
+                       False, parent)
             break
 
         if config.early_stopping is True:
@@ -293,13 +324,13 @@ def beam_search(
 
         flat = parent.reshape(-1)  # [N'] source row of every surviving beam
         tokens = torch.cat([tokens[flat], token.reshape(-1, 1)], dim=1)
-        if history is not None:
-            history = torch.cat([history[flat], step_attention[flat][:, None]], dim=1)
+        if trail is not None:
+            trail.advance(flat)
         beam_scores = live_scores.reshape(-1)
         state = model.reorder(state, flat)
         last = token.reshape(-1)
 
-    return kept.results(config.num_return_sequences)
+    return kept.results(config.num_return_sequences, trail)
 
 
 Chooser = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -367,38 +398,39 @@ def _decode_rows(
     sums = torch.zeros(alive.numel(), device=device)
     last = torch.full((alive.numel(),), config.bos_token_id, dtype=torch.long, device=device)
     kept = _Kept(batch * copies, 1, max_len, device)  # one slot per row
-    history: torch.Tensor | None = None
+    trail = _AttentionTrail() if return_attention else None
 
     for t in range(max_len):
         log_probs, state = model.step(last, state)
         token, token_score = choose(process(tokens, log_probs))
         sums = sums + token_score
-        if return_attention:
-            step_attention = _attention(state)
-            history = step_attention[:, None] if history is None else torch.cat(
-                [history, step_attention[:, None]], dim=1)
+        if trail is not None:
+            trail.record(_attention(state))
         ended = token == eos
         if bool(ended.any()):
-            kept.merge(alive[ended], (sums[ended] / (t + 1) ** lp)[:, None], tokens[ended][:, None], True,
-                       history[ended][:, None, :t] if history is not None else None)
+            origin = trail.parent_of(ended.nonzero().squeeze(1), t)[:, None] if trail is not None else None
+            kept.merge(alive[ended], (sums[ended] / (t + 1) ** lp)[:, None], tokens[ended][:, None], True, origin)
         tokens = torch.cat([tokens, token[:, None]], dim=1)
         if t + 1 == max_len:
             cut = ~ended
             if bool(cut.any()):
                 kept.merge(alive[cut], (sums[cut] / max_len**lp)[:, None], tokens[cut][:, None], False,
-                           history[cut][:, None] if history is not None else None)
+                           cut.nonzero().squeeze(1)[:, None])
             break
         if bool(ended.any()):
             keep = (~ended).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
             alive, tokens, sums, token = alive[keep], tokens[keep], sums[keep], token[keep]
-            history = history[keep] if history is not None else None
             state = model.reorder(state, keep)
             process.bind(_bind(procs, row_batch[alive]))
+            if trail is not None:
+                trail.advance(keep)
+        elif trail is not None:
+            trail.advance(torch.arange(token.numel(), device=device))
         last = token
 
-    per_row = [hyps[0] for hyps in kept.results(1)]
+    per_row = [hyps[0] for hyps in kept.results(1, trail)]
     out = []
     for b in range(batch):
         group = per_row[b * copies:(b + 1) * copies]

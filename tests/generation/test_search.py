@@ -123,16 +123,34 @@ def test_each_batch_row_equals_that_row_decoded_alone(extra):
             assert torch.equal(a.attention, b.attention)
 
 
-@pytest.mark.parametrize("num_beams", [1, 3])
+@pytest.mark.parametrize("num_beams", [1, 3, 4])
 def test_attention_follows_each_token_through_reordering(num_beams):
     config = cfg(num_beams=num_beams, num_return_sequences=num_beams, max_new_tokens=6)
-    model = ScriptedModel(random_script(21, V), V, source_len=7)
-    for row, hyps in enumerate(beam_search(model, model.start([0, 1]), config, return_attention=True)):
+    kinds = set()
+    for seed in (21, 22, 23):
+        model = ScriptedModel(random_script(seed, V), V, source_len=7)
+        for hyps in beam_search(model, model.start([0, 1, 2]), config, return_attention=True):
+            for hyp in hyps:
+                kinds.add(hyp.finished)
+                assert hyp.attention.shape == (len(hyp.tokens), 7)
+                for j in range(len(hyp.tokens)):
+                    assert torch.equal(hyp.attention[j], model.attention_for(hyp.tokens[:j]))
+    assert kinds == {True, False}  # replies that ended with EOS and replies cut at max_new_tokens
+    assert beam_search(model, model.start([0]), config)[0][0].attention is None
+
+
+def test_sampled_replies_carry_the_attention_of_their_own_tokens():
+    config = cfg(do_sample=True, num_beams=1, num_return_sequences=6, max_new_tokens=8)
+    model = ScriptedModel(random_script(5, V), V, source_len=7)
+    replies = sample(model, model.start([0, 1, 2]), config, return_attention=True,
+                     generator=torch.Generator().manual_seed(3))
+    lengths = {len(h.tokens) for hyps in replies for h in hyps}
+    assert len(lengths) > 2  # rows ended at several steps and left the state, shifting the rows after them
+    for hyps in replies:
         for hyp in hyps:
             assert hyp.attention.shape == (len(hyp.tokens), 7)
             for j in range(len(hyp.tokens)):
                 assert torch.equal(hyp.attention[j], model.attention_for(hyp.tokens[:j]))
-    assert beam_search(model, model.start([0]), config)[0][0].attention is None
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
