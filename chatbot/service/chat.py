@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatbot.service.auth import (
@@ -31,7 +31,6 @@ from chatbot.service.batching import Busy, GenerationWorker
 from chatbot.service.groupcommit import GroupCommit
 from chatbot.service.handoff import NOTICE, HandoffReason, HandoffRules, decide
 from chatbot.service.views import (
-    CUSTOMER_VISIBLE_STATES,
     ConversationView,
     MessageView,
     SendResult,
@@ -164,7 +163,7 @@ class ChatService:
 
     # --- generation -----------------------------------------------------------------------------
     def _context(self, s: Session, conversation_id: int) -> list[tuple[str, str]]:
-        return visible_context(s, conversation_id, self.settings.context_turns)
+        return repo.visible_context(s, conversation_id, self.settings.context_turns)
 
     def _generate(self, context: list[tuple[str, str]], language: str | None) -> Any:
         if self.worker is None:
@@ -364,24 +363,6 @@ def _check_token(token: str | None, state: repo.ConversationState | None) -> Non
         raise AuthError("invalid conversation token")
 
 
-def visible_context(s: Session, conversation_id: int, turns: int, before_seq: int | None = None) -> list[tuple[str, str]]:
-    """The last ``turns`` turns the customer actually saw (drafts, rejected replies and notices left out),
-    oldest first. Reads three columns only: a bot row's attention JSON costs more to load than a decode."""
-    params = {"conversation_id": conversation_id, "n": 3 * turns, "before_seq": before_seq}
-    query = _CONTEXT if before_seq is None else _CONTEXT_BEFORE
-    rows = [(role, text) for role, text, state in s.execute(query, params)
-            if role != "bot" or state in CUSTOMER_VISIBLE_STATES]
-    return rows[:turns][::-1]
-
-
-# Built once: every customer message runs _CONTEXT (Core columns, no ORM compile step per call).
-_M = Message.__table__.c
-_CONTEXT = (select(_M.role, _M.text, _M.review_state)
-            .where(_M.conversation_id == bindparam("conversation_id"), _M.role != "system")
-            .order_by(_M.seq.desc()).limit(bindparam("n")))
-_CONTEXT_BEFORE = _CONTEXT.where(_M.seq < bindparam("before_seq"))
-
-
 class ReplayService:
     """Regenerate a past bot reply with another model version or decoding settings, for agents only.
 
@@ -403,7 +384,7 @@ class ReplayService:
             message = s.get(Message, message_id)
             if message is None or message.role != "bot":
                 raise NotFound(f"no bot reply {message_id}")
-            context = visible_context(s, message.conversation_id, svc.settings.context_turns, before_seq=message.seq)
+            context = repo.visible_context(s, message.conversation_id, svc.settings.context_turns, before_seq=message.seq)
             language = repo.get_conversation(s, message.conversation_id).language
         ref = version_ref(svc.store, version_id) if version_id is not None else active_model(svc.store, svc.settings)
         if ref is None:

@@ -7,10 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from chatbot.store.conversations import StoredMessage
-from chatbot.store.models import Conversation, Message
-
-# Bot replies the customer sees; drafts wait for an agent and rejected ones never go out.
-CUSTOMER_VISIBLE_STATES = (None, "sent", "approved", "edited")
+from chatbot.store.models import CUSTOMER_VISIBLE_STATES, Conversation, Message
 
 
 def visible_to_customer(message: Message) -> bool:

@@ -31,6 +31,7 @@ from chatbot.store import audit
 from chatbot.store.db import AlreadyExists, IllegalTransition, InvalidValue, NotFound
 from chatbot.store.models import (
     CONVERSATION_STATUSES,
+    CUSTOMER_VISIBLE_STATES,
     MESSAGE_ROLES,
     REVIEW_STATES,
     USER_ROLES,
@@ -368,3 +369,21 @@ def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
 def _check_csat(csat: int | None) -> None:
     if csat is not None and (isinstance(csat, bool) or not isinstance(csat, int) or not 1 <= csat <= 5):
         raise InvalidValue(f"CSAT must be an integer from 1 to 5, not {csat!r}")
+
+
+def visible_context(session: Session, conversation_id: int, turns: int, before_seq: int | None = None) -> list[tuple[str, str]]:
+    """The last ``turns`` turns the customer actually saw (drafts, rejected replies and notices left out),
+    oldest first. Reads three columns only: a bot row's attention JSON costs more to load than a decode."""
+    params = {"conversation_id": conversation_id, "n": 3 * turns, "before_seq": before_seq}
+    query = _CONTEXT if before_seq is None else _CONTEXT_BEFORE
+    rows = [(role, text) for role, text, state in session.execute(query, params)
+            if role != "bot" or state in CUSTOMER_VISIBLE_STATES]
+    return rows[:turns][::-1]
+
+
+# Built once: every customer message runs _CONTEXT (Core columns, no ORM compile step per call).
+_M = _MESSAGES.c
+_CONTEXT = (select(_M.role, _M.text, _M.review_state)
+            .where(_M.conversation_id == bindparam("conversation_id"), _M.role != "system")
+            .order_by(_M.seq.desc()).limit(bindparam("n")))
+_CONTEXT_BEFORE = _CONTEXT.where(_M.seq < bindparam("before_seq"))

@@ -40,6 +40,8 @@ USER_ROLES = ("customer", "agent", "admin")
 CONVERSATION_STATUSES = ("bot", "pending", "human", "closed")
 MESSAGE_ROLES = ("customer", "bot", "agent", "system")
 REVIEW_STATES = ("sent", "draft", "approved", "edited", "rejected")
+# Bot replies the customer sees; drafts wait for an agent and rejected ones never go out.
+CUSTOMER_VISIBLE_STATES = (None, "sent", "approved", "edited")
 REVIEW_ACTIONS = ("approve", "edit", "reject")
 MODEL_STATUSES = ("candidate", "active", "retired", "rejected")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "skipped")

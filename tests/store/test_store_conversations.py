@@ -79,6 +79,30 @@ def test_store_message_writes_what_append_message_reads_back(store: Conversation
     assert store.get_conversation(conv.id).last_seq == 2  # refused messages take no sequence number
 
 
+def test_visible_context_is_what_the_customer_saw_last_turns_oldest_first(store: ConversationStore) -> None:
+    """The model answers from what the customer actually read: drafts, rejected replies and system notices
+    are left out, and only the last ``turns`` turns count (``before_seq`` for replaying an old reply)."""
+    conv = store.start_conversation()
+    with store.transaction() as session:
+        repo.store_message(session, conv.id, "customer", "hello")
+        repo.store_message(session, conv.id, "bot", "a draft nobody saw", review_state="draft")
+        repo.store_message(session, conv.id, "bot", "rejected", review_state="rejected")
+        repo.store_message(session, conv.id, "bot", "hi, how can I help?")
+        repo.store_message(session, conv.id, "system", "A person will join shortly.")
+        repo.store_message(session, conv.id, "agent", "I am here")
+        later = repo.store_message(session, conv.id, "customer", "where is my order?")
+        repo.store_message(session, conv.id, "bot", "approved later", review_state="approved")
+    with store.transaction(read_only=True) as session:
+        assert repo.visible_context(session, conv.id, 10) == [
+            ("customer", "hello"), ("bot", "hi, how can I help?"), ("agent", "I am here"),
+            ("customer", "where is my order?"), ("bot", "approved later")]
+        assert repo.visible_context(session, conv.id, 2) == [("customer", "where is my order?"),
+                                                             ("bot", "approved later")]
+        assert repo.visible_context(session, conv.id, 10, before_seq=later.seq) == [
+            ("customer", "hello"), ("bot", "hi, how can I help?"), ("agent", "I am here")]
+        assert repo.visible_context(session, 10**9, 5) == []
+
+
 def test_draft_reply_and_review_fields_belong_to_bot_messages(store: ConversationStore) -> None:
     conv = store.start_conversation()
     assert store.append_message(conv.id, "bot", "draft reply", review_state="draft").review_state == "draft"
