@@ -56,14 +56,7 @@ def build_service(settings: Settings) -> ChatService:
     """Store, generation worker (not started) and service for one process."""
     store = ConversationStore(settings)
     store.ensure_schema()
-    worker = GenerationWorker(
-        loader(settings),
-        lambda: active_model(store, settings),
-        max_batch=settings.batch_max_size,
-        max_wait_ms=settings.batch_max_wait_ms,
-        queue_max=settings.queue_max_size,
-        decoders=settings.decoders,
-    )
+    worker = GenerationWorker.from_settings(loader(settings), lambda: active_model(store, settings), settings)
     return ChatService(store, settings, worker)
 
 

@@ -20,7 +20,10 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chatbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,14 @@ class GenerationWorker:
         self._stopping = threading.Event()
         self.batches = 0
         self.batched_requests = 0
+
+    @classmethod
+    def from_settings(cls, load: ModelLoader, current_key: KeySource, settings: Settings,
+                      **overrides: Any) -> GenerationWorker:
+        """A worker sized by the serving settings (batch size and wait, queue, decoders); not started."""
+        options: dict[str, Any] = {"max_batch": settings.batch_max_size, "max_wait_ms": settings.batch_max_wait_ms,
+                                   "queue_max": settings.queue_max_size, "decoders": settings.decoders}
+        return cls(load, current_key, **{**options, **overrides})
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> GenerationWorker:

@@ -51,9 +51,7 @@ def make_service(store, tmp_path, tiny_models):  # type: ignore[no-untyped-def]
             load, key = loader(settings), (lambda: active_model(store, settings))
         else:
             load, key = (lambda ref: generator), (lambda: ModelRef(None, "scripted"))
-        worker = GenerationWorker(load, key, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
-                                  queue_max=settings.queue_max_size, reload_poll_s=0.05,
-                                  decoders=settings.decoders).start()
+        worker = GenerationWorker.from_settings(load, key, settings, reload_poll_s=0.05).start()
         service = ChatService(store, settings, worker)
         made.append(service)
         return service
