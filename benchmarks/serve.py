@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import random
 import socket
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -126,6 +128,67 @@ class Client:
         self.conn.close()
 
 
+class CpuMeter:
+    """CPU time per reply of the server process, its children (the decoders) and this load generator, and
+    the machine's idle share, over one row: what bounds throughput on a small machine. Reads Linux /proc;
+    elsewhere the figures are NaN."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.start: tuple[float, float, float, float, float] | None = None
+        self.end: tuple[float, float, float, float, float] | None = None
+
+    def __enter__(self) -> Self:
+        self.children = _children(self.server_pid)
+        self.start = self._snapshot()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end = self._snapshot()
+
+    def _snapshot(self) -> tuple[float, float, float, float, float]:
+        me = os.times()
+        idle, total = _machine_ticks()
+        return (_cpu_s(self.server_pid), sum(_cpu_s(pid) for pid in self.children), me.user + me.system,
+                idle, total)
+
+    def per_reply(self, replies: int) -> dict[str, float]:
+        nan = float("nan")
+        if self.start is None or self.end is None or not replies or math.isnan(self.start[0]):
+            return {"server_ms": nan, "decoder_ms": nan, "client_ms": nan, "idle_pct": nan}
+        d = [b - a for a, b in zip(self.start, self.end)]
+        return {"server_ms": 1000 * d[0] / replies, "decoder_ms": 1000 * d[1] / replies,
+                "client_ms": 1000 * d[2] / replies, "idle_pct": 100 * d[3] / d[4] if d[4] else nan}
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (NaN when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+
+
+def _machine_ticks() -> tuple[float, float]:
+    """(idle, total) jiffies of all CPUs since boot; (NaN, NaN) without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return float("nan"), float("nan")
+    return values[3] + values[4], sum(values)  # idle + iowait
+
+
 def run_load(url: str, customers: int, seconds: float, think_ms: float = 0.0) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
@@ -200,8 +263,10 @@ def main() -> None:
             for think in paces:
                 for n in args.customers:
                     before = httpx.get(url + "/api/v1/healthz").json()
-                    result = run_load(url, n, args.seconds, think)
+                    with CpuMeter(proc.pid) as meter:
+                        result = run_load(url, n, args.seconds, think)
                     after = httpx.get(url + "/api/v1/healthz").json()
+                    result.update(meter.per_reply(round(result["replies_s"] * args.seconds)))
                     batches = after["batches"] - before["batches"]
                     result["mean_batch"] = (after["batched_requests"] - before["batched_requests"]) / max(batches, 1)
                     rows.append((think, n, label, result))
@@ -209,12 +274,15 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; {args.seconds:.0f} s per row")
+    print("CPU ms per reply: srv the server process, dec its decoder processes, cli this load generator; "
+          "idle: the machine's idle share")
     print(f"{'think ms':>8} {'customers':>9} {'batching':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'errors':>7} {'batch':>6}")
+          f"{'errors':>7} {'batch':>6} {'srv':>5} {'dec':>5} {'cli':>5} {'idle':>5}")
     order = {label: i for i, (label, *_) in enumerate(servers)}
     for think, n, label, r in sorted(rows, key=lambda row: (row[0], row[1], order[row[2]])):
         print(f"{think:>8.0f} {n:>9} {label:>8} {r['replies_s']:>10.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              f"{r['errors']:>7} {r['mean_batch']:>6.1f}")
+              f"{r['errors']:>7} {r['mean_batch']:>6.1f} {r['server_ms']:>5.2f} {r['decoder_ms']:>5.2f} "
+              f"{r['client_ms']:>5.2f} {r['idle_pct']:>4.0f}%")
     by = {(think, n, label): r for think, n, label, r in rows}
     for think in paces:
         for n in args.customers:
@@ -227,6 +295,11 @@ def main() -> None:
                     r = by[(think, n, label)]
                     print(f"think {think:.0f} ms, {n} customers: {label} replies/s x{r['replies_s'] / base['replies_s']:.2f} "
                           f"of {name}; p95 {r['p95_ms']:.0f} vs {base['p95_ms']:.0f} ms")
+                    cpu_ms = r["server_ms"] + r["decoder_ms"] + r["client_ms"]
+                    if not think and cpu_ms > 0:  # saturated: CPU per reply sets the ceiling
+                        cap = (os.cpu_count() or 1) * 1000 / cpu_ms
+                        print(f"    {cpu_ms:.2f} CPU ms per reply: at most {cap:.0f} replies/s with every core busy "
+                              f"(x{cap / base['replies_s']:.2f} of {name})")
 
 
 if __name__ == "__main__":
