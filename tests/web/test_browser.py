@@ -79,6 +79,7 @@ def test_customer_chat_agent_console_and_no_script_injection(browser, live_serve
     agent.locator("#agent-info").get_by_text("is now edited").wait_for(timeout=20_000)
     agent.click("#agent-take-over")
     agent.locator("#agent-info").get_by_text("take over").wait_for(timeout=20_000)
+    expect(agent.locator("#agent-queue")).to_contain_text("human", timeout=20_000)  # the queue follows
     agent.locator("#agent-reply textarea").fill("Hi, Ana here.")
     agent.click("#agent-send")
     agent.locator("#agent-transcript").get_by_text("Agent: Hi, Ana here.").wait_for(timeout=20_000)
