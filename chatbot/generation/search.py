@@ -149,7 +149,6 @@ class _Kept:
         self.origin[rows] = torch.cat([self.origin[rows], origin], 1).gather(1, order)
 
     def results(self, count: int, trail: _AttentionTrail | None = None) -> list[list[Hypothesis]]:
-        count = min(count, self.size)
         attention = trail.follow(self.origin[:, :count], self.lengths[:, :count]) if trail is not None else None
         out = []
         for b in range(self.scores.size(0)):
