@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from chatbot.store.conversations import StoredMessage
-from chatbot.store.models import CUSTOMER_VISIBLE_STATES, Conversation, Message
+from chatbot.store.models import Conversation, Message, customer_sees
 
 
 def visible_to_customer(message: Message) -> bool:
-    return message.role != "bot" or message.review_state in CUSTOMER_VISIBLE_STATES
+    return customer_sees(message.role, message.review_state)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from chatbot.store import audit
 from chatbot.store.db import AlreadyExists, IllegalTransition, InvalidValue, NotFound
 from chatbot.store.models import (
     CONVERSATION_STATUSES,
-    CUSTOMER_VISIBLE_STATES,
     MESSAGE_ROLES,
     REVIEW_STATES,
     USER_ROLES,
@@ -39,6 +38,7 @@ from chatbot.store.models import (
     Message,
     ReplyCandidate,
     User,
+    customer_sees,
     utcnow,
 )
 from chatbot.store.textpolicy import DEFAULT_MAX_CHARS, clean_text
@@ -376,8 +376,7 @@ def visible_context(session: Session, conversation_id: int, turns: int, before_s
     oldest first. Reads three columns only: a bot row's attention JSON costs more to load than a decode."""
     params = {"conversation_id": conversation_id, "n": 3 * turns, "before_seq": before_seq}
     query = _CONTEXT if before_seq is None else _CONTEXT_BEFORE
-    rows = [(role, text) for role, text, state in session.execute(query, params)
-            if role != "bot" or state in CUSTOMER_VISIBLE_STATES]
+    rows = [(role, text) for role, text, state in session.execute(query, params) if customer_sees(role, state)]
     return rows[:turns][::-1]
 
 

@@ -47,6 +47,11 @@ MODEL_STATUSES = ("candidate", "active", "retired", "rejected")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "skipped")
 
 
+def customer_sees(role: str, review_state: str | None) -> bool:
+    """Whether a message with this role and review state reached the customer."""
+    return role != "bot" or review_state in CUSTOMER_VISIBLE_STATES
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
