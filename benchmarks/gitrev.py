@@ -42,3 +42,28 @@ def _exec_at(rev: str, module_name: str, path: str) -> types.ModuleType:
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)  # noqa: S102 -- our own code from git
     return module
+
+
+def tree_at(rev: str, path: str, dest: Path) -> Path:
+    """Write the files under ``path`` as committed at ``rev`` into ``dest`` (bytes as stored, so weights
+    survive) and return ``dest``: a model directory of another revision to serve beside the current one."""
+    try:
+        listed = subprocess.run(["git", "ls-tree", "-r", "-z", "--name-only", rev, "--", path], cwd=REPO,
+                                check=True, capture_output=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"cannot list {path} at {rev}: {exc.stderr.decode().strip()}") from None
+    files = [name.decode() for name in listed.split(b"\0") if name]
+    if not files:
+        raise SystemExit(f"{path} holds no files at {rev}")
+    for name in files:
+        target = dest / Path(name).relative_to(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(subprocess.run(["git", "show", f"{rev}:{name}"], cwd=REPO, check=True,
+                                          capture_output=True).stdout)
+    return dest
+
+
+def commit_of(rev: str) -> str:
+    """The short commit id ``rev`` names, for a header that says what was measured."""
+    return subprocess.run(["git", "rev-parse", "--short", f"{rev}^{{commit}}"], cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout.strip()

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     no_repeat_ngram_size: int = Field(3, ge=0)
     encoder_no_repeat_ngram_size: int = Field(0, ge=0, description="Block n-grams of this size copied from "
                                               "the customer's words (0: off; a task bot repeats names).")
+    script_constraint: bool = Field(True, description="Replies never mix scripts: no Latin-script word in a "
+                                    "Chinese reply, no CJK character in a Latin-script one, unless the "
+                                    "conversation holds it. Switch off only to measure.")
     length_penalty: float = 1.0
     num_return_sequences: int = Field(3, ge=1)
     quantize_int8: bool = Field(True, description="Serve with dynamically quantized int8 linear layers.")
@@ -61,15 +64,37 @@ class Settings(BaseSettings):
     handoff_min_margin: float = Field(0.0, ge=0)
     handoff_low_ratings: int = Field(2, ge=1, description="Disliked bot replies in one conversation "
                                      "before it goes to a person.")
+    grounding: bool = Field(True, description="Check the details of each reply (numbers, times, dates, "
+                            "amounts, ids, phones, names) against the conversation and the company facts; "
+                            "an ungrounded reply yields to a grounded candidate or goes to an agent.")
+    grounding_margin: float = Field(0.15, ge=0, description="How much lower (length-normalised log-prob "
+                                    "per token) a grounded candidate may score than the best one and still "
+                                    "be sent instead of it.")
     decode_process: bool = Field(True, description="Decode in a child process with its own interpreter lock "
                                  "(the web threads and beam search no longer take turns on one).")
     decoders: int = Field(2, ge=1, description="Batches decoded at once, each in a decoder process of its "
                           "own (a thread when decode_process is off): the next batch starts while one decodes.")
+    model_warmup: bool = Field(True, description="Warm each newly loaded model (a conversation alone and a "
+                               "small batch in every language it serves, in each decoder process) before it "
+                               "serves; after a hot switch the old model answers meanwhile.")
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(5.0, ge=0)
     queue_max_size: int = Field(256, ge=1)
 
     # --- web ----------------------------------------------------------------------------------------
+    company_name: str = Field("Demo Company", min_length=1, max_length=100,
+                              description="Shown in the customer page's title and welcome text.")
+    help_topics: str = Field(
+        "restaurant, hotel, flight, bus, train, car and event bookings, coffee orders, and, in Chinese, "
+        "Beijing hotels, restaurants and sights", min_length=1, max_length=500,
+        description="What the bot can help with, said in the customer page's welcome text; the default "
+        "describes what the shipped demo model was trained on.")
+    example_questions: list[str] = Field(
+        default_factory=lambda: ["I'd like to book a table for two at 7 pm tonight.",
+                                 "Can you find me a flight to Seattle next Friday?",
+                                 "你好，我想找一家评分4.5分以上的酒店。",
+                                 "请问故宫的门票多少钱？"],
+        description="Example messages the customer page offers to click (both languages in the demo).")
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
     request_threads: int = Field(40, ge=1, description="Requests worked on at once (the thread pool of the "
@@ -88,14 +113,29 @@ class Settings(BaseSettings):
                                         "held out of nightly training for the gate.")
     nightly_max_minutes: float = Field(15.0, gt=0)
     nightly_train_config: Path | None = Field(None, description="Training config TOML for nightly runs "
-                                              "(TrainConfig fields; defaults: 3 fine-tune epochs).")
+                                              "(TrainConfig fields over the nightly defaults).")
+    nightly_steps: int = Field(200, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
+                               "ends there; warmup is a tenth of them).")
+    nightly_lr: float = Field(1e-3, gt=0, description="Peak learning rate of a nightly fine-tune.")
+    nightly_replay_ratio: float = Field(4.0, ge=0, description="Earlier training pairs replayed per new pair, "
+                                        "so learning what agents taught does not forget the rest.")
+    nightly_replay_min: int = Field(2000, ge=0, description="Replayed pairs at least (as many as there are): a "
+                                    "few corrections times the ratio is too small a rehearsal for a whole fine-tune.")
+    nightly_replay_data: list[str] = Field(default_factory=list, description="--data specs the replay sample "
+                                           "also draws from (e.g. the corpora the active model was trained on).")
+    nightly_correction_repeat: int = Field(3, ge=1, description="Times each agent correction is repeated in "
+                                           "a nightly training set (on top of the export's weight).")
+    nightly_correction_holdout: float = Field(0.25, gt=0, lt=1, description="Share of corrected conversations "
+                                              "held out of training for the gate (every k-th in hash order).")
     nightly_stale_lock_s: float = Field(600.0, gt=0, description="A nightly job without a heartbeat "
                                         "for this long is considered dead and its lock taken over.")
     gate_chrf_margin: float = Field(1.0, ge=0, description="chrF points a candidate may lose.")
     gate_perplexity_margin: float = Field(0.05, ge=0, description="Relative perplexity increase allowed.")
     gate_entity_margin: float = Field(0.02, ge=0, description="Entity-copy recall a candidate may lose.")
-    gate_regression_chrf_margin: float = Field(2.0, ge=0, description="Mean chrF a candidate may lose "
-                                               "on agent-approved replies.")
+    gate_min_corrections: int = Field(2, ge=1, description="Held-out agent corrections the gate needs before "
+                                      "it can say a candidate learned them; fewer is 'not enough evidence'.")
+    gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the gate's bootstrap intervals.")
+    gate_resamples: int = Field(1000, ge=100, description="Bootstrap resamples per interval.")
 
     @field_validator("data_dir", "model_dir", "nightly_dir", mode="after")
     @classmethod

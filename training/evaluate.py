@@ -1,7 +1,8 @@
 """Evaluate a model directory on training pairs: generated-reply metrics plus teacher-forced perplexity.
 
-Replies come from the same ``ReplyGenerator`` that serves customers (same decoding settings), so the
-numbers describe what customers would see. The per-example rows make bad cases easy to inspect.
+Replies come from the generator serving builds (same function, decoding settings, int8 and context
+window), so the numbers describe what customers would see and the gate compares models as they serve.
+The per-example rows make bad cases easy to inspect.
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def teacher_forced_nll(model: Any, vocab: Any, pairs: Sequence[Pair], max_turns:
     return out
 
 
+def _scored_metrics(idx: Sequence[int], pairs: Sequence[Pair], contexts: Sequence[str], hyps: Sequence[str],
+                    nll: Sequence[tuple[float, int]]) -> dict[str, Any]:
+    """Generation metrics plus perplexity of the pairs at ``idx``; BLEU tokenizes for their one language."""
+    idx = list(idx)
+    scored = metrics.Scored([contexts[i] for i in idx], [pairs[i].reply for i in idx], [hyps[i] for i in idx],
+                            [list(pairs[i].slot_values) for i in idx], [pairs[i].language for i in idx])
+    languages = {pairs[i].language for i in idx}
+    report: dict[str, Any] = metrics.text_metrics(scored, language=languages.pop() if len(languages) == 1 else "en")
+    total_nll, total_tokens = sum(nll[i][0] for i in idx), sum(nll[i][1] for i in idx)
+    report["perplexity"] = metrics.perplexity(total_nll, int(total_tokens))
+    return report
+
+
 def evaluate_model(
     model_dir: Path,
     pairs: Sequence[Pair],
@@ -77,16 +91,24 @@ def evaluate_model(
     limit: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    decoding: dict[str, Any] | None = None,
 ) -> EvalReport:
-    """Generate a reply for each pair with the model's decoding settings and score them."""
+    """Generate a reply for each pair as serving would (``chatbot.service.models.load_generator``: the
+    settings' decoding, int8 when ``settings.quantize_int8``, the model's trained context window) and score
+    them; ``decoding`` overrides settings the way ``chatbot reply --num-beams`` does. The report says which
+    decoding it used (``decoding``).
+
+    With pairs of several languages the metrics of all pairs come with ``by_language``: each language
+    scored on its own, so one run reports English and Chinese side by side."""
     from tqdm import tqdm
 
-    from chatbot.generation.reply import ReplyGenerator
+    from chatbot.service.models import ModelRef, load_generator
 
     if not pairs:
         raise ValueError("no evaluation pairs")
     pairs = list(pairs)[:limit] if limit else list(pairs)
-    generator = ReplyGenerator.from_checkpoint(model_dir)  # the checkpoint's own decoding settings
+    # Exactly what serving builds: the settings' decoding, int8 when serving quantizes, the model's own window.
+    generator = load_generator(ModelRef(None, str(model_dir)), settings, **(decoding or {}))
     loaded = generator.loaded
     max_turns, max_tokens = context_limits(loaded.config, settings)
     nll = teacher_forced_nll(loaded.model, loaded.vocab, pairs, max_turns, max_tokens)
@@ -104,11 +126,13 @@ def evaluate_model(
                 bar.update(len(chunk))
 
     contexts = [visible_context(p, max_turns) for p in pairs]
-    scored = metrics.Scored(contexts, [p.reply for p in pairs], hyps, [list(p.slot_values) for p in pairs])
-    languages = {p.language for p in pairs}
-    report = metrics.text_metrics(scored, language=languages.pop() if len(languages) == 1 else "en")
-    total_nll, total_tokens = sum(n for n, _ in nll), sum(t for _, t in nll)
-    report["perplexity"] = metrics.perplexity(total_nll, int(total_tokens))
+    report = _scored_metrics(range(len(pairs)), pairs, contexts, hyps, nll)
+    report["decoding"] = {**generator.config.to_dict(), "int8": bool(settings.quantize_int8),
+                          "context_turns": max_turns, "context_max_tokens": max_tokens}
+    languages = sorted({p.language for p in pairs})
+    if len(languages) > 1:  # one run, every language scored on its own (BLEU tokenizer, no averaging)
+        report["by_language"] = {lang: _scored_metrics([i for i, p in enumerate(pairs) if p.language == lang],
+                                                       pairs, contexts, hyps, nll) for lang in languages}
     rows = []
     for p, context, h, c, (n, t) in zip(pairs, contexts, hyps, confidences, nll):
         copied, copyable = metrics.entity_copy_counts(context, p.reply, h, p.slot_values)

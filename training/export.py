@@ -13,6 +13,10 @@ Each line of the output::
      "conversation_id": 17, "language": "en", "source": "sgd", "weight": 1.0, "seq": 4,
      "slot_values": ["7:30 pm"]}   # SGD slot values the response still contains (for entity-copy recall)
 
+``since`` selects a conversation with a message *or a review* at or after that time: the nightly job exports
+since its last successful run, and an agent's correction of an old reply is new training data even when the
+conversation itself went quiet before that run (``reviewed_since``).
+
 Corrections weigh ``CORRECTION_WEIGHT``: an agent fixing the model is the most direct signal there is.
 
 The manifest (``OUT.manifest.json``) holds counts, sources, languages, the export settings, a SHA-256 of
@@ -34,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from chatbot.store.models import Conversation, Message, Review, User, utcnow
@@ -123,7 +127,8 @@ def _conversation_pairs(session: Session, options: ExportOptions) -> Iterator[tu
     while True:
         query = select(Conversation).where(Conversation.id > last_id).order_by(Conversation.id).limit(PAGE)
         if options.since is not None:
-            query = query.where(Conversation.updated_at >= options.since)
+            query = query.where(or_(Conversation.updated_at >= options.since,
+                                    Conversation.id.in_(reviewed_since(options.since))))
         if options.language:
             query = query.where(Conversation.language == options.language)
         if options.source:
@@ -143,6 +148,20 @@ def _conversation_pairs(session: Session, options: ExportOptions) -> Iterator[tu
             known = _known_values(conversation, names.get(conversation.customer_id))
             yield conversation, list(_pairs(conversation, messages[conversation.id], corrections, options, known))
         session.expunge_all()
+
+
+def reviewed_since(since: datetime) -> Select[tuple[int]]:
+    """Ids of the conversations with a review at or after ``since``.
+
+    A review (approve, edit, reject) is stored in ``reviews`` and leaves ``conversations.updated_at`` alone:
+    that column is the last *message* (the agent queue and retention read it), so an agent's correction made
+    after a conversation went quiet is only found by its own time. The subquery is uncorrelated: the engine
+    runs it once per page, a range scan of ``ix_reviews_created_at`` plus a primary-key lookup per review,
+    so its cost is the number of recent reviews, never the size of the store.
+    """
+    return (select(Message.conversation_id)
+            .join(Review, Review.message_id == Message.id)
+            .where(Review.created_at >= since))
 
 
 def _corrections(session: Session, conversation_ids: list[int]) -> dict[int, str]:

@@ -1,99 +1,211 @@
-"""Promotion gate: a candidate replaces the active model only when it is measurably not worse.
+"""Promotion gate: a candidate replaces the active model only when it measurably learned what agents taught
+and did not get worse at everything else.
 
-Both models are scored on the same fixed evaluation set (held-out reviewed transcripts plus a dev
-split). The candidate fails when it loses more than the configured margin on chrF, perplexity or
-entity-copy recall, or when it fails the regression suite: replies agents approved, on which the
-candidate's mean chrF must stay within the margin of the active model's. Without an active model
-the candidate only has to produce a complete evaluation. ``decide`` is a pure function, so the rules
-are tested without models; the caller records the outcome in the registry.
+Both models are scored exactly as they would serve (``training.evaluate`` builds the serving generator:
+the settings' decoding, int8, the model's context window) on two suites:
+
+* the fixed **general** evaluation set (held-out transcripts plus configured dev data): the candidate must not
+  get worse beyond noise. Each metric compares the two models pair by pair and carries a paired bootstrap
+  confidence interval; a check fails only when the loss is larger than its margin *and* the interval says it
+  is not noise.
+* the held-out **agent corrections** (split by conversation, never trained on): the candidate must be closer
+  to what agents wrote than the active model (mean sentence chrF against the agent's text, interval above
+  zero). Fewer than ``min_corrections`` of them is its own verdict, "not enough evidence": the candidate
+  stays registered and an admin can still promote it by hand.
+
+``decide`` is a pure function of the two score dicts, so the rules are tested without models.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from training.sources import Pair
+
+PROMOTE, REJECT, NOT_ENOUGH = "promote", "reject", "not enough evidence"
+Verdict = Literal["promote", "reject", "not enough evidence"]
 
 
 @dataclass(frozen=True)
 class Margins:
-    chrf: float = 1.0  # chrF points the candidate may lose
+    chrf: float = 1.0  # mean sentence chrF points the candidate may lose on the general set
     perplexity: float = 0.05  # relative perplexity increase allowed
     entity_copy_recall: float = 0.02  # absolute recall drop allowed
-    regression_chrf: float = 2.0  # mean chrF points the candidate may lose on agent-approved replies
+    min_corrections: int = 2  # held-out corrections needed to judge learning
+    confidence: float = 0.95
+    resamples: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Any) -> Margins:
         return cls(settings.gate_chrf_margin, settings.gate_perplexity_margin, settings.gate_entity_margin,
-                   settings.gate_regression_chrf_margin)
+                   settings.gate_min_corrections, settings.gate_confidence, settings.gate_resamples)
 
 
 @dataclass
 class GateDecision:
-    accepted: bool
-    reasons: list[str] = field(default_factory=list)  # why it was rejected (empty when accepted)
-    checks: list[dict[str, Any]] = field(default_factory=list)  # every comparison made
+    verdict: Verdict
+    reasons: list[str] = field(default_factory=list)  # why it was not promoted (empty when promoted)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # every comparison made, with its interval
     candidate: dict[str, Any] = field(default_factory=dict)
     active: dict[str, Any] | None = None
 
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == PROMOTE
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "accepted": self.accepted}
+
+
+def paired_bootstrap(new: Sequence[float], old: Sequence[float], *, resamples: int = 1000,
+                     confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of ``new[i] - old[i]`` and its percentile bootstrap interval.
+
+    Resampling pairs (not the two lists apart) keeps what both models share about each example out of the
+    noise, so an interval narrower than the raw spread is a fair one. Seeded: the same inputs give the same
+    interval on every run."""
+    if len(new) != len(old) or not new:
+        raise ValueError("paired bootstrap needs two equally long, non-empty lists")
+    diffs = [a - b for a, b in zip(new, old)]
+    n = len(diffs)
+    rng = random.Random(seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    low = means[min(resamples - 1, int(math.floor(tail * resamples)))]
+    high = means[min(resamples - 1, int(math.ceil((1 - tail) * resamples)) - 1)]
+    return sum(diffs) / n, low, high
 
 
 def decide(candidate: dict[str, Any], active: dict[str, Any] | None, margins: Margins) -> GateDecision:
-    """Compare metric dicts (eval keys plus ``regression_chrf`` when a regression suite exists)."""
-    decision = GateDecision(True, candidate=candidate, active=active)
+    """Compare two ``score_model`` dicts; ``active`` None (nothing serves yet) needs a complete evaluation only."""
+    decision = GateDecision(PROMOTE, candidate=_summary(candidate), active=_summary(active) if active else None)
     for key in ("chrf", "perplexity"):
         if candidate.get(key) is None:
-            decision.accepted = False
+            decision.verdict = REJECT
             decision.reasons.append(f"candidate has no {key} (empty or failed evaluation)")
-    if active is None or not decision.accepted:
+    if active is None or decision.verdict == REJECT:
         return decision
 
-    def check(name: str, new: float | None, old: float | None, limit: float | None, higher_is_better: bool) -> None:
-        if new is None or old is None or limit is None:
-            decision.checks.append({"metric": name, "candidate": new, "active": old, "skipped": True})
-            return
-        ok = new >= limit if higher_is_better else new <= limit
-        decision.checks.append({"metric": name, "candidate": new, "active": old, "limit": limit, "passed": ok})
-        if not ok:
-            word = "below" if higher_is_better else "above"
-            decision.reasons.append(f"{name} {new:.4g} is {word} the limit {limit:.4g} (active model: {old:.4g})")
-            decision.accepted = False
+    def fail(reason: str) -> None:
+        decision.verdict = REJECT
+        decision.reasons.append(reason)
 
-    m = margins
-    check("chrf", candidate["chrf"], active.get("chrf"),
-          active["chrf"] - m.chrf if active.get("chrf") is not None else None, True)
-    check("perplexity", candidate["perplexity"], active.get("perplexity"),
-          active["perplexity"] * (1 + m.perplexity) if active.get("perplexity") is not None else None, False)
+    boot = {"resamples": margins.resamples, "confidence": margins.confidence}
+    # general suite, chrF: worse than the margin and the interval wholly below zero
+    new_chrf, old_chrf = candidate.get("sentence_chrf") or [], active.get("sentence_chrf") or []
+    if new_chrf and len(new_chrf) == len(old_chrf):
+        mean, low, high = paired_bootstrap(new_chrf, old_chrf, **boot)
+        ok = not (mean < -margins.chrf and high < 0)
+        decision.checks.append({"suite": "general", "metric": "chrf", "candidate": candidate["chrf"],
+                                "active": active.get("chrf"), "mean_difference": mean, "interval": [low, high],
+                                "margin": -margins.chrf, "n": len(new_chrf), "passed": ok})
+        if not ok:
+            fail(f"chrf: {mean:+.2f} points per reply against the active model ({_pct(margins)} interval "
+                 f"{low:+.2f} to {high:+.2f}), beyond the margin of {margins.chrf:.2f} and beyond noise")
+    # general suite, perplexity: the token-level NLL difference, as a perplexity ratio
+    new_nll, old_nll = candidate.get("pair_nll") or [], active.get("pair_nll") or []
+    if new_nll and len(new_nll) == len(old_nll):
+        tokens = [t for _, t in new_nll]
+        scale = len(tokens) / max(sum(tokens), 1)  # per-pair sums -> the mean per token of the resample
+        mean, low, high = paired_bootstrap([n * scale for n, _ in new_nll], [n * scale for n, _ in old_nll], **boot)
+        ratio, ratio_low, ratio_high = math.exp(mean), math.exp(low), math.exp(high)
+        ok = not (ratio > 1 + margins.perplexity and ratio_low > 1)
+        decision.checks.append({"suite": "general", "metric": "perplexity", "candidate": candidate["perplexity"],
+                                "active": active.get("perplexity"), "ratio": ratio,
+                                "interval": [ratio_low, ratio_high], "margin": 1 + margins.perplexity,
+                                "n": len(new_nll), "passed": ok})
+        if not ok:
+            fail(f"perplexity {candidate['perplexity']:.4g} vs {active.get('perplexity'):.4g}: x{ratio:.3f} "
+                 f"({_pct(margins)} interval x{ratio_low:.3f} to x{ratio_high:.3f}), beyond the margin of "
+                 f"x{1 + margins.perplexity:.3f} and beyond noise")
     ecr_new, ecr_old = candidate.get("entity_copy_recall"), active.get("entity_copy_recall")
-    check("entity_copy_recall", ecr_new, ecr_old, ecr_old - m.entity_copy_recall if ecr_old is not None else None, True)
-    reg_new, reg_old = candidate.get("regression_chrf"), active.get("regression_chrf")
-    check("regression_chrf", reg_new, reg_old, reg_old - m.regression_chrf if reg_old is not None else None, True)
+    if ecr_new is not None and ecr_old is not None:
+        ok = ecr_new >= ecr_old - margins.entity_copy_recall
+        decision.checks.append({"suite": "general", "metric": "entity_copy_recall", "candidate": ecr_new,
+                                "active": ecr_old, "margin": -margins.entity_copy_recall, "passed": ok})
+        if not ok:
+            fail(f"entity_copy_recall {ecr_new:.3f} is below the active model's {ecr_old:.3f} by more than "
+                 f"{margins.entity_copy_recall:.3f}")
+    _corrections(decision, candidate, active, margins, boot)
     return decision
 
 
-def score_model(model_dir: Path, eval_pairs: Sequence[Pair], regression_pairs: Sequence[Pair], settings: Any,
+def _corrections(decision: GateDecision, candidate: dict[str, Any], active: dict[str, Any], margins: Margins,
+                 boot: dict[str, Any]) -> None:
+    """The learning check: closer to what agents wrote on corrections it never saw."""
+    new, old = candidate.get("correction_chrf") or [], active.get("correction_chrf") or []
+    trained = int(candidate.get("corrections_trained") or 0)
+    if not new and not trained:
+        decision.checks.append({"suite": "corrections", "metric": "chrf", "n": 0, "skipped": True,
+                                "note": "no agent corrections in this training set"})
+        return
+    if len(new) < margins.min_corrections or len(new) != len(old):
+        decision.checks.append({"suite": "corrections", "metric": "chrf", "n": len(new),
+                                "needed": margins.min_corrections, "passed": None})
+        if decision.verdict == PROMOTE:
+            decision.verdict = NOT_ENOUGH
+        decision.reasons.append(f"not enough evidence: {len(new)} held-out agent correction(s), the gate needs "
+                                f"{margins.min_corrections} to tell whether the candidate learned them")
+        return
+    mean, low, high = paired_bootstrap(new, old, **boot)
+    ok = mean > 0 and low > 0
+    decision.checks.append({"suite": "corrections", "metric": "chrf", "candidate": sum(new) / len(new),
+                            "active": sum(old) / len(old), "mean_difference": mean, "interval": [low, high],
+                            "n": len(new), "passed": ok})
+    if not ok:
+        decision.verdict = REJECT
+        decision.reasons.append(f"not closer to what agents wrote: {mean:+.2f} chrF per held-out correction "
+                                f"({_pct(margins)} interval {low:+.2f} to {high:+.2f}, n={len(new)})")
+
+
+def _pct(margins: Margins) -> str:
+    return f"{margins.confidence:.0%}"
+
+
+def _summary(scores: dict[str, Any]) -> dict[str, Any]:
+    """The score dict without its per-pair lists (those are for the intervals, not for the registry)."""
+    return {k: v for k, v in scores.items() if k not in ("sentence_chrf", "pair_nll", "correction_chrf",
+                                                         "correction_rows")}
+
+
+def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: Sequence[Pair], settings: Any,
                 progress: bool = False) -> dict[str, Any]:
-    """Eval metrics on the fixed set, plus mean sentence chrF on the regression suite."""
+    """Serving-path metrics on the general set with per-pair sentence chrF and NLL, and sentence chrF of each
+    held-out correction against the agent's text (with the replies, for the report)."""
     from training.evaluate import evaluate_model
     from training.metrics import chrf
 
-    result = evaluate_model(model_dir, eval_pairs, settings, progress=progress).metrics
-    if regression_pairs:
-        reg = evaluate_model(model_dir, regression_pairs, settings, progress=progress).rows
-        result["regression_chrf"] = sum(chrf([r["hypothesis"]], [r["reference"]]) for r in reg) / len(reg)
-        result["regression_n"] = len(reg)
+    report = evaluate_model(model_dir, eval_pairs, settings, progress=progress)
+    result = dict(report.metrics)
+    result["sentence_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in report.rows]
+    result["pair_nll"] = [(float(r["nll"]), int(r["tokens"])) for r in report.rows]
+    if correction_pairs:
+        rows = evaluate_model(model_dir, correction_pairs, settings, progress=progress).rows
+        result["correction_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in rows]
+        result["correction_rows"] = [{"customer": p.context[-1][1] if p.context else "", "agent": r["reference"],
+                                      "reply": r["hypothesis"]} for p, r in zip(correction_pairs, rows)]
     return result
 
 
 def run_gate(candidate_dir: Path, active_dir: Path | None, eval_pairs: Sequence[Pair],
-             regression_pairs: Sequence[Pair], settings: Any, progress: bool = False) -> GateDecision:
+             correction_pairs: Sequence[Pair], settings: Any, progress: bool = False,
+             corrections_trained: int = 0) -> GateDecision:
+    """Score both models on the same pairs and decide; the decision keeps each held-out correction's replies."""
     if not eval_pairs:
         raise ValueError("the promotion gate needs a non-empty evaluation set")
-    new = score_model(candidate_dir, eval_pairs, regression_pairs, settings, progress)
-    old = score_model(active_dir, eval_pairs, regression_pairs, settings, progress) if active_dir else None
-    return decide(new, old, Margins.from_settings(settings))
+    new = score_model(candidate_dir, eval_pairs, correction_pairs, settings, progress)
+    new["corrections_trained"] = corrections_trained
+    old = score_model(active_dir, eval_pairs, correction_pairs, settings, progress) if active_dir else None
+    decision = decide(new, old, Margins.from_settings(settings))
+    if correction_pairs:
+        decision.candidate["corrections"] = [
+            {**row, "active_reply": old_row["reply"] if old else None, "candidate_chrf": c,
+             "active_chrf": o if old else None}
+            for row, old_row, c, o in zip(new["correction_rows"], (old or new)["correction_rows"],
+                                          new["correction_chrf"], (old or new)["correction_chrf"])]
+    return decision

@@ -1,4 +1,4 @@
-"""Reply-quality metrics: BLEU, chrF, ROUGE-L, METEOR, distinct-n and entity-copy recall.
+"""Reply-quality metrics: BLEU, chrF, ROUGE-L, METEOR, distinct-n, entity-copy recall and script mixing.
 
 Pure functions over strings so evaluation, the promotion gate, distillation and the retrieval baseline
 all score replies the same way. ROUGE-L and distinct-n count the product's own tokens (so Chinese is
@@ -183,6 +183,28 @@ def entity_copy_recall(
     return copied / copyable if copyable else None
 
 
+# --- script mixing -------------------------------------------------------------------------------
+
+def mixes_scripts(reply: str, conversation: str, language: str) -> bool:
+    """Whether ``reply`` mixes scripts: for Chinese a Latin-script word, for a Latin-script language a CJK
+    character, that ``conversation`` does not hold (words compared case-insensitively). Digits,
+    punctuation and placeholders are neutral; other languages never mix. Same definition as the decoding
+    constraint (``chatbot.text.scripts``), so a constrained model scores 0."""
+    from chatbot.text.scripts import foreign_words
+
+    allowed = {w.casefold() for w in foreign_words(conversation, language)}
+    return any(w.casefold() not in allowed for w in foreign_words(reply, language))
+
+
+def mixing_rate(hypotheses: Sequence[str], contexts: Sequence[str], languages: Sequence[str]) -> float:
+    """Share of replies that mix scripts (see :func:`mixes_scripts`); 0 without replies."""
+    if not len(hypotheses) == len(contexts) == len(languages):
+        raise ValueError(f"{len(hypotheses)} hypotheses, {len(contexts)} contexts, {len(languages)} languages")
+    if not hypotheses:
+        return 0.0
+    return sum(mixes_scripts(h, c, l) for h, c, l in zip(hypotheses, contexts, languages)) / len(hypotheses)
+
+
 # --- all together --------------------------------------------------------------------------------
 
 @dataclass
@@ -193,6 +215,7 @@ class Scored:
     references: list[str] = field(default_factory=list)
     hypotheses: list[str] = field(default_factory=list)
     slot_values: list[list[str]] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)  # per example; empty: text_metrics' ``language`` for all
 
 
 def text_metrics(scored: Scored, language: str = "en") -> dict[str, float | int | None]:
@@ -200,6 +223,7 @@ def text_metrics(scored: Scored, language: str = "en") -> dict[str, float | int 
     hyps, refs = scored.hypotheses, scored.references
     n = len(hyps)
     lengths = [len(_product_tokens(h)) for h in hyps]
+    languages = scored.languages or [language] * n
     return {
         "bleu": bleu(hyps, refs, language) if n else 0.0,
         "chrf": chrf(hyps, refs) if n else 0.0,
@@ -208,6 +232,7 @@ def text_metrics(scored: Scored, language: str = "en") -> dict[str, float | int 
         "distinct_1": distinct_n(hyps, 1),
         "distinct_2": distinct_n(hyps, 2),
         "entity_copy_recall": entity_copy_recall(scored.contexts, refs, hyps, scored.slot_values),
+        "mixing_rate": mixing_rate(hyps, scored.contexts, languages) if scored.contexts or not n else None,
         "n": n,
         "avg_len": sum(lengths) / n if n else 0.0,
     }

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from chatbot.settings import Settings
+from training.sources import Pair
 
 KIND = "nightly"
 HEARTBEAT_S = 20.0
@@ -111,24 +113,35 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
     if active is None and not full:
         raise NightlyError("no active model to fine-tune; run `chatbot nightly --full` to train one from scratch "
                            "or promote a version with `chatbot models promote ID`")
-    defaults = {"epochs": 20 if full else 3, "warmup_steps": 50, "checkpoint_minutes": 2.0}
     cfg = TrainConfig.from_toml(None, **{
-        **defaults, **_toml(settings.nightly_train_config), "dev_fraction": settings.nightly_dev_fraction,
-        "max_turns": settings.context_turns, "max_src_tokens": settings.context_max_tokens})
+        **_defaults(settings, full), **_window(None if full else Path(active.path), settings),
+        **_toml(settings.nightly_train_config), "dev_fraction": settings.nightly_dev_fraction})
     new_pairs, manifest = db_pairs(store, cfg.max_turns, since=None if full else since)
     all_pairs = new_pairs if full or since is None else db_pairs(store, cfg.max_turns)[0]
-    train_pairs = [p for p in new_pairs if not is_dev(p, cfg.dev_fraction)]
-    heldout = [p for p in all_pairs if is_dev(p, cfg.dev_fraction)][: settings.nightly_eval_limit]
-    extra_eval = load_pairs(settings.nightly_eval_data, cfg.max_turns)[: settings.nightly_eval_limit] \
-        if settings.nightly_eval_data else []
-    regression = [p for p in all_pairs if (p.meta or {}).get("kind") == "approved"][: settings.nightly_eval_limit]
+    heldout_corrections = held_out_corrections(all_pairs, settings.nightly_correction_holdout)
+    held = {_key(p) for p in heldout_corrections}
+    trainable = [p for p in new_pairs if not is_dev(p, cfg.dev_fraction) and _key(p) not in held]
+    corrections = [p for p in trainable if p.meta.get("kind") == "corrected"]
+    new_train = trainable + corrections * (settings.nightly_correction_repeat - 1)
+    heldout = [p for p in all_pairs if is_dev(p, cfg.dev_fraction) and p.meta.get("kind") != "corrected"]
+    heldout = heldout[: settings.nightly_eval_limit]
+    extra_eval = [p for spec in settings.nightly_eval_data
+                  for p in load_pairs([spec], cfg.max_turns)[: settings.nightly_eval_limit]]
+    new_keys = {_key(p) for p in new_pairs}
+    replay = [] if full else replay_sample(
+        [p for p in all_pairs if _key(p) not in new_keys and _key(p) not in held and not is_dev(p, cfg.dev_fraction)],
+        load_pairs(settings.nightly_replay_data, cfg.max_turns) if settings.nightly_replay_data else [],
+        max(round(settings.nightly_replay_ratio * len(new_train)), settings.nightly_replay_min), seed=job_id,
+        corrected=[p for p in all_pairs if p.meta.get("kind") == "corrected"])
     counts = {"exported_pairs": len(new_pairs), "exported_conversations": manifest.get("conversations", 0),
-              "train_pairs": len(train_pairs), "heldout_pairs": len(heldout), "extra_eval_pairs": len(extra_eval),
-              "regression_pairs": len(regression)}
+              "train_pairs": len(trainable), "corrections_trained": len({_key(p) for p in corrections}),
+              "replay_pairs": len(replay), "heldout_pairs": len(heldout), "extra_eval_pairs": len(extra_eval),
+              "heldout_corrections": len(heldout_corrections)}
     report: dict[str, Any] = {"job_id": job_id, "started_at": started.isoformat(), "full": full,
                               "since": since.isoformat() if since else None, "data": counts,
-                              "active_before": active_info, "report_dir": str(workdir)}
-    if not train_pairs:
+                              "active_before": active_info, "report_dir": str(workdir),
+                              "context": {"turns": cfg.max_turns, "max_tokens": cfg.max_src_tokens}}
+    if not trainable:
         report.update(decision="skipped", summary=f"no new training pairs since {report['since'] or 'the start'}")
         return _write_report(workdir, report)
     eval_pairs = heldout + extra_eval
@@ -138,7 +151,10 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
 
     train_dir = workdir / "train"
     _progress(store, job_id, phase="train")
-    result = train(train_pairs, heldout[:200], train_dir, cfg, resume=(train_dir / STATE_FILE).exists(),
+    # Checkpoints are chosen on the general dev sample and the held-out corrections together, the corrections
+    # repeated to weigh as much: the lowest general loss alone picks the step before anything was learned.
+    select = heldout[:200] + heldout_corrections * max(1, len(heldout[:200]) // max(len(heldout_corrections), 1))
+    result = train(new_train + replay, select, train_dir, cfg, resume=(train_dir / STATE_FILE).exists(),
                    max_minutes=settings.nightly_max_minutes, init_from=None if full else Path(active.path),
                    threads=settings.torch_threads, progress=progress, decoding=decoding_of(settings))
     report["training"] = result.to_dict()
@@ -151,19 +167,86 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
             candidate_id = v.id
     _progress(store, job_id, phase="gate", candidate_id=candidate_id)
 
-    decision = run_gate(result.model_dir, Path(active.path) if active else None, eval_pairs, regression, settings,
-                        progress=progress)
+    decision = run_gate(result.model_dir, Path(active.path) if active else None, eval_pairs, heldout_corrections,
+                        settings, progress=progress, corrections_trained=counts["corrections_trained"])
     with store.transaction() as s:
         registry.set_metrics(s, candidate_id, {**decision.candidate, "gate": decision.to_dict()})
         if decision.accepted:
             registry.promote(s, candidate_id, reason=f"nightly job {job_id} passed the gate")
-        else:
+        elif decision.verdict == "reject":
             registry.reject(s, candidate_id, decision.reasons)
-    report.update(candidate_id=candidate_id, decision="promoted" if decision.accepted else "rejected",
-                  reasons=decision.reasons, metrics={"candidate": decision.candidate, "active": decision.active},
-                  checks=decision.checks,
-                  summary=("candidate promoted" if decision.accepted else "candidate rejected: " + "; ".join(decision.reasons)))
+    outcome = {"promote": "promoted", "reject": "rejected"}.get(decision.verdict, decision.verdict)
+    report.update(candidate_id=candidate_id, decision=outcome, reasons=decision.reasons,
+                  metrics={"candidate": decision.candidate, "active": decision.active}, checks=decision.checks,
+                  summary={"promoted": "candidate promoted",
+                           "rejected": "candidate rejected: " + "; ".join(decision.reasons)}.get(
+                      outcome, f"candidate kept for an admin to decide: {'; '.join(decision.reasons)}"))
     return _write_report(workdir, report)
+
+
+def _key(pair: Pair) -> tuple[str, Any]:
+    """One exported reply (the export repeats a correction by its weight; the copies share this key)."""
+    return pair.conversation, pair.meta.get("seq")
+
+
+def _defaults(settings: Settings, full: bool) -> dict[str, Any]:
+    """A fine-tune is a fixed number of steps at a fine-tuning rate (3 epochs of a few new pairs were 3 steps
+    inside the warmup); a full run trains like ``chatbot train``."""
+    if full:
+        return {"epochs": 20, "warmup_steps": 50, "checkpoint_minutes": 2.0}
+    steps = settings.nightly_steps
+    return {"epochs": 1000, "max_steps": steps, "lr": settings.nightly_lr, "warmup_steps": max(1, steps // 10),
+            "eval_every": max(1, steps // 10), "patience": 5, "checkpoint_minutes": 2.0}
+
+
+def _window(base: Path | None, settings: Settings) -> dict[str, Any]:
+    """The context window to train in: a fine-tune keeps its base model's, so the gate compares two models that
+    see the same turns (serving gives each model the window it was trained with)."""
+    if base is not None:
+        from chatbot.model.checkpoint import load_checkpoint
+
+        train_cfg = (load_checkpoint(base).config.get("extra") or {}).get("train_config") or {}
+        if "max_turns" in train_cfg:
+            return {"max_turns": int(train_cfg["max_turns"]),
+                    "max_src_tokens": int(train_cfg.get("max_src_tokens", settings.context_max_tokens))}
+    return {"max_turns": settings.context_turns, "max_src_tokens": settings.context_max_tokens}
+
+
+def held_out_corrections(pairs: Sequence[Pair], share: float) -> list[Pair]:
+    """Every k-th corrected conversation in hash order (k = 1/share), all its corrections: never trained on.
+
+    By conversation so that no phrasing the gate asks about was trained on in a sibling turn; every k-th in
+    hash order rather than a hash threshold so that even a handful of corrections gives its share."""
+    import hashlib
+
+    corrected = sorted({p.conversation for p in pairs if p.meta.get("kind") == "corrected"},
+                       key=lambda c: hashlib.sha1(f"corrections:{c}".encode()).hexdigest())
+    every = max(1, round(1 / share))
+    held = set(corrected[every - 1 :: every])
+    unique = {_key(p): p for p in pairs if p.conversation in held and p.meta.get("kind") == "corrected"}
+    return list(unique.values())  # the export repeats a correction by its weight; the gate asks once
+
+
+def replay_sample(earlier: Sequence[Pair], extra: Sequence[Pair], size: int, seed: int,
+                  corrected: Sequence[Pair] = ()) -> list[Pair]:
+    """``size`` pairs of earlier training data (the store's older pairs and ``nightly_replay_data``), drawn
+    without replacement, so a fine-tune on a few new pairs keeps rehearsing what the model already knew.
+
+    Pairs answering a question an agent corrected (the same last customer message) are left out: replaying
+    the old answer beside the correction would teach both."""
+    import random
+
+    from chatbot.text.tokenize import normalize
+
+    def question(p: Pair) -> str:
+        last = [text for role, text in p.context if role == "customer"]
+        return normalize(last[-1]).casefold() if last else ""
+
+    superseded = {question(p) for p in corrected}
+    pool = [p for p in (*earlier, *extra) if question(p) not in superseded]
+    if size <= 0 or not pool:
+        return []
+    return random.Random(seed).sample(pool, min(size, len(pool)))
 
 
 def _toml(path: Path | None) -> dict[str, Any]:
@@ -190,11 +273,33 @@ def render_markdown(report: dict[str, Any]) -> str:
         new, old = metrics.get("candidate") or {}, metrics.get("active") or {}
         lines += ["", "## Metrics", "", "| metric | active | candidate |", "|---|---|---|"]
         for key in ("bleu", "chrf", "rouge_l", "meteor", "perplexity", "entity_copy_recall", "distinct_1",
-                    "distinct_2", "regression_chrf", "n", "avg_len"):
+                    "distinct_2", "n", "avg_len"):
             lines.append(f"| {key} | {_cell(old.get(key))} | {_cell(new.get(key))} |")
+    checks = report.get("checks") or []
+    if checks:
+        lines += ["", "## Gate checks (paired bootstrap intervals)", "",
+                  "| suite | metric | n | active | candidate | difference | interval | passed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in checks:
+            diff = c.get("mean_difference", c.get("ratio"))
+            interval = "-" if not c.get("interval") else f"{_cell(c['interval'][0])} to {_cell(c['interval'][1])}"
+            lines.append(f"| {c.get('suite', '')} | {c['metric']} | {_cell(c.get('n'))} | {_cell(c.get('active'))} | "
+                         f"{_cell(c.get('candidate'))} | {_cell(diff)} | {interval} | "
+                         f"{'skipped' if c.get('skipped') else _cell(c.get('passed'))} |")
+    learned = (metrics or {}).get("candidate", {}).get("corrections") or []
+    if learned:
+        lines += ["", "## Held-out agent corrections", "", "| customer | agent wrote | active model | candidate |",
+                  "|---|---|---|---|"]
+        lines += [f"| {_md(r['customer'])} | {_md(r['agent'])} | {_md(r.get('active_reply') or '')} | {_md(r['reply'])} |"
+                  for r in learned]
     if report.get("reasons"):
-        lines += ["", "## Why it was rejected", ""] + [f"- {r}" for r in report["reasons"]]
+        lines += ["", "## Why it was not promoted", ""] + [f"- {r}" for r in report["reasons"]]
     return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """A table cell of someone's words: no pipes or newlines that would break the table."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _cell(v: Any) -> str:

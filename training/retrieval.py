@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -75,3 +76,18 @@ class TfidfRetriever:
 
     def predict(self, contexts: Sequence[str]) -> list[str]:
         return [self.replies[i] for i in self.nearest(contexts)]
+
+
+def baseline_metrics(index: Sequence[Any], dev: Sequence[Any], max_turns: int) -> dict[str, Any]:
+    """The retrieval baseline scored like ``chatbot eval``: ``index`` and ``dev`` are ``training.sources.Pair``s
+    of one language; entity-copy recall counts the values in the last ``max_turns`` turns, as for the model."""
+    from training import metrics
+    from training.evaluate import visible_context
+
+    retriever = TfidfRetriever().fit([p.context_text() for p in index], [p.reply for p in index])
+    hyps = retriever.predict([p.context_text() for p in dev])
+    languages = {p.language for p in dev}
+    scored = metrics.Scored([visible_context(p, max_turns) for p in dev], [p.reply for p in dev], hyps,
+                            [list(p.slot_values) for p in dev])
+    return {**metrics.text_metrics(scored, language=languages.pop() if len(languages) == 1 else "en"),
+            "index_pairs": len(index)}

@@ -61,12 +61,46 @@ def pairs_from_messages(
         yield Pair(context, text, language, slot_values(text, meta), conversation)
 
 
+HELDOUT_FRACTION = 0.2
+SPLIT_PARTS = ("train", "dev")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One entry of a recipe's data mix: a spec and how much of it a training epoch sees.
+
+    ``weight`` 2 shows every pair twice an epoch, 0.5 a fixed half of them (chosen by a hash, so the same
+    half every run)."""
+
+    spec: str
+    weight: float = 1.0
+
+
+def split_part(spec: str) -> tuple[str, str | None]:
+    """``FORMAT:PATH@dev`` -> (``FORMAT:PATH``, ``"dev"``): a fixed part of a corpus with no dev split of its own.
+
+    The part is chosen per conversation by a hash (``HELDOUT_FRACTION`` of them are ``dev``), so a corpus
+    such as CrossWOZ's one released split gives a train part and a dev part that never share a dialogue."""
+    base, sep, part = spec.rpartition("@")
+    if sep and part in SPLIT_PARTS and base:
+        return base, part
+    return spec, None
+
+
+def in_part(pair: Pair, part: str | None) -> bool:
+    if part is None:
+        return True
+    digest = hashlib.sha1(f"heldout:{pair.conversation}".encode("utf-8")).digest()
+    return (int.from_bytes(digest[:4], "big") / 2**32 < HELDOUT_FRACTION) == (part == "dev")
+
+
 def parse_spec(spec: str) -> tuple[str, Path | None]:
+    spec = split_part(spec)[0]
     if spec == "db":
         return "db", None
     fmt, sep, path = spec.partition(":")
     if not sep or not fmt or not path:
-        raise SourceError(f"bad --data {spec!r}: use 'db' or FORMAT:PATH, e.g. sgd:../shared/data/sgd/train")
+        raise SourceError(f"bad --data {spec!r}: use 'db' or FORMAT:PATH[@train|@dev], e.g. sgd:../shared/data/sgd/train")
     from training.importers import FORMATS
 
     if fmt not in FORMATS:
@@ -126,17 +160,18 @@ def db_pairs(store: Any, max_turns: int, since: Any = None) -> tuple[list[Pair],
         return read_export(out), manifest
 
 
-def load_pairs(specs: Iterable[str], max_turns: int, store: Any = None,
-               manifest: dict[str, Any] | None = None) -> list[Pair]:
-    """Every pair of every spec, in order; ``db`` needs the store (a ``ConversationStore``).
+def load_groups(specs: Iterable[str], max_turns: int, store: Any = None,
+                manifest: dict[str, Any] | None = None) -> list[list[Pair]]:
+    """The pairs of each spec, one list per spec in order; ``db`` needs the store (a ``ConversationStore``).
 
     Pass a dict as ``manifest`` to receive what was read: the specs, pairs per spec and, for ``db``, the
     store export's manifest under ``"export"`` (its ``customer_hashes`` let ``chatbot forget`` find the model)."""
-    pairs: list[Pair] = []
+    groups: list[list[Pair]] = []
     specs = list(specs)
     counts: dict[str, int] = {}
     for spec in specs:
         fmt, path = parse_spec(spec)
+        part = split_part(spec)[1]
         if fmt == "db":
             if store is None:
                 raise SourceError("--data db needs a database (settings.database_url)")
@@ -150,11 +185,35 @@ def load_pairs(specs: Iterable[str], max_turns: int, store: Any = None,
             got = load_file_pairs(fmt, path, max_turns)
             if not got:
                 raise SourceError(f"--data {spec}: no training pairs (no agent reply after a customer message)")
+        got = [p for p in got if in_part(p, part)]
         counts[spec] = len(got)
-        pairs.extend(got)
+        groups.append(got)
     if manifest is not None:
-        manifest.update(data=specs, pairs_per_spec=counts, pairs=len(pairs))
-    return pairs
+        manifest.update(data=specs, pairs_per_spec=counts, pairs=sum(counts.values()))
+    return groups
+
+
+def load_pairs(specs: Iterable[str], max_turns: int, store: Any = None,
+               manifest: dict[str, Any] | None = None) -> list[Pair]:
+    """Every pair of every spec, in order (see ``load_groups``)."""
+    return [p for group in load_groups(specs, max_turns, store, manifest) for p in group]
+
+
+def spread(pairs: Sequence[Pair], limit: int) -> list[Pair]:
+    """``limit`` pairs taken evenly over the whole list (every k-th), not its first dialogues only."""
+    step = max(1, len(pairs) // limit)
+    return list(pairs[::step][:limit])
+
+
+def weighted(pairs: Sequence[Pair], weight: float) -> list[Pair]:
+    """Each pair ``int(weight)`` times, plus the same hash-chosen share of them for the fraction."""
+    whole, fraction = int(weight), weight - int(weight)
+    out: list[Pair] = []
+    for p in pairs:
+        digest = hashlib.sha1(repr((p.conversation, p.context, p.reply)).encode("utf-8")).digest()
+        extra = int.from_bytes(digest[:4], "big") / 2**32 < fraction
+        out.extend([p] * (whole + extra))
+    return out
 
 
 def is_dev(pair: Pair, dev_fraction: float) -> bool:

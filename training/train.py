@@ -4,7 +4,10 @@ cosine decay, early stopping on dev loss, atomic checkpoints and exact resume; D
 Everything a resumed run needs sits in ``train_state.pt`` (weights, optimizer, scheduler, RNG, step and
 data position), written with temp file + rename so a ``kill -9`` leaves either the old or the new state,
 never half of one. Batch order is a function of (seed, epoch), so restoring (epoch, batch index) and the
-torch RNG replays the exact run. The servable model (best dev loss so far) goes to ``OUT/model``.
+torch RNG replays the exact run. With ``handle_signals`` (``chatbot train``) a SIGINT or SIGTERM stops the
+run at the next step boundary with that state saved (``TrainingInterrupted``), so Ctrl-C loses no work and
+``--resume`` continues; a second signal aborts at once. The servable model (best dev loss so far) goes to
+``OUT/model``.
 
 Under ``torchrun --nproc-per-node N`` each rank takes a strided share of every global batch and scales
 its summed loss by N / (global target tokens); DDP's gradient averaging then yields exactly the
@@ -18,6 +21,9 @@ import hashlib
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,12 +56,70 @@ class TrainError(RuntimeError):
     """Training cannot start or continue (bad config, no data, resume of a different run)."""
 
 
+class TrainingInterrupted(Exception):
+    """A SIGINT or SIGTERM stopped training at a step boundary; the resumable state is saved in ``state_path``.
+
+    Not a ``TrainError``: nothing is wrong with the run, and the command exits ``128 + signal`` (130 for
+    Ctrl-C, 143 for SIGTERM) as an interrupted program does, so scripts can tell it from a failure.
+    """
+
+    def __init__(self, signum: int, step: int, total_steps: int, state_path: Path) -> None:
+        self.signum, self.step, self.total_steps, self.state_path = signum, step, total_steps, state_path
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {self.signal_name} at step {step} of {total_steps}; "
+                         f"the training state is saved in {state_path}")
+
+
+class _StopOnSignal:
+    """SIGINT / SIGTERM handlers for the length of a training run: the first signal only asks the loop to
+    stop at the next step boundary (it saves the state there); a second one raises ``KeyboardInterrupt`` at
+    once. The handler prints nothing: a write from a signal handler can land inside another write to the
+    same stream (tqdm's bar) and fail; the loop reports it. Installed only from the main thread, where Python
+    delivers signals, and only when asked (``train(handle_signals=True)``); the previous handlers come back
+    afterwards."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:  # noqa: PYI034 - the class is private and final
+        if self.enabled:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt  # the second signal: stop now, without saving
+        self.signum = signum
+
+
+class DataEntry(BaseModel):
+    """One ``[[data]]`` table of a recipe: a ``--data`` spec and its sampling weight (see ``sources.weighted``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str
+    weight: float = Field(1.0, gt=0, le=100)
+
+
 class TrainConfig(BaseModel):
     """Hyper-parameters; a ``--config`` TOML file sets any of them (``[model]`` overrides model sizes)."""
 
     model_config = ConfigDict(extra="forbid")
 
     size: Literal["tiny", "small", "default"] = "default"
+    data: list[DataEntry] = Field(default_factory=list, description="The recipe's data mix; `chatbot train` "
+                                  "reads it when no --data is given.")
     model: dict[str, Any] = Field(default_factory=dict)
     decoding: dict[str, Any] = Field(default_factory=dict, description="Decoding settings recorded in the model "
                                      "(GenerationConfig names), over the serving settings'; `chatbot eval` uses them.")
@@ -302,8 +366,13 @@ def train(
     progress: bool = True,
     decoding: dict[str, Any] | None = None,
     manifest: dict[str, Any] | None = None,
+    handle_signals: bool = False,
 ) -> TrainResult:
     """Train (or fine-tune from ``init_from``, a model directory) into ``out_dir``.
+
+    ``handle_signals``: a SIGINT or SIGTERM saves the resumable state at the next step boundary and raises
+    ``TrainingInterrupted`` (a second signal raises ``KeyboardInterrupt`` at once). Off for callers that
+    handle signals their own way (the nightly job relies on a killed run's stale lock being taken over).
 
     ``manifest`` (what the data was: specs, counts, the store export's manifest) goes into the checkpoint's
     ``config.json`` so a registered model can say what it was trained on (``chatbot forget`` reads it)."""
@@ -386,7 +455,8 @@ def train(
             "rng": torch.get_rng_state(), "step": step, "epoch": epoch, "batch_pos": batch_pos,
             "best_dev_loss": best, "bad_evals": bad_evals, "elapsed_s": prior_elapsed + (time.monotonic() - t0),
             "tokens_seen": tokens_seen, "data": data_fingerprint(train_pairs), "config": cfg.model_dump_json(),
-            "finished": "" if stopped in ("epochs", "max_minutes") and epoch < cfg.epochs else stopped,
+            "finished": "" if stopped == "interrupted" or (stopped in ("epochs", "max_minutes") and epoch < cfg.epochs)
+                        else stopped,
             "model_config": json.dumps(model.config.to_dict()),
         }, state_path)
 
@@ -417,7 +487,9 @@ def train(
     last_eval_step = step
     model.train()
     bar = tqdm(total=total_steps, initial=step, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
+    stop_signal = _StopOnSignal(handle_signals)
     try:
+        stop_signal.__enter__()
         while epoch < cfg.epochs and stopped == "epochs":
             global_batches = sampler.global_batches(epoch)
             for global_idx in global_batches[batch_pos:]:
@@ -461,13 +533,22 @@ def train(
                     stopped = "max_steps" if step >= total_steps else "max_minutes"
                     if last_eval_step != step:  # keep what the steps since the last evaluation learned
                         evaluate_dev()
+                if stopped == "epochs" and stop_signal.enabled and _any_rank(stop_signal.signum is not None, d):
+                    stopped = "interrupted"  # saved just below; no evaluation: whoever pressed Ctrl-C waits for it
+                    if d.main:
+                        name = signal.Signals(stop_signal.signum).name if stop_signal.signum else "a signal"
+                        bar.write(f"{name}: saving the training state at step {step} (send it again to abort "
+                                  "without saving)", file=sys.stderr)
                 if stopped != "epochs" or _any_rank(now - last_ckpt >= cfg.checkpoint_minutes * 60, d):
                     save_state()
                     last_ckpt = now
                 if stopped != "epochs" or batch_pos == 0:
                     break
     finally:
+        stop_signal.__exit__()
         bar.close()
+    if stopped == "interrupted":
+        raise TrainingInterrupted(stop_signal.signum or signal.SIGINT, step, total_steps, state_path)
     save_state()
     if not dev_examples and d.main:
         _save_model(model, vocab, out_dir / MODEL_SUBDIR, cfg, {"step": step}, decoding, manifest)

@@ -1,6 +1,7 @@
-"""``/admin``: model versions with metrics, promote / rollback, nightly job reports, daily charts and
-customer erasure. Admin sessions only; every handler re-checks the session and goes through the service,
-which audits each change."""
+"""``/admin``: model versions with metrics, promote / rollback, nightly job reports, daily charts, the
+company facts the bot may state details from, and customer erasure. Admin sessions only; every handler
+re-checks the session and goes through the service, which audits each change. Facts are shown in a plain
+text table and result box: whatever an admin types there stays text, never HTML or Markdown."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import pandas as pd
 from chatbot.service.admin import AdminService
 from chatbot.service.auth import Principal
 from chatbot.service.chat import ChatService
+from chatbot.service.facts import FactsService, FactView
+from web.customer import LANGUAGES
 from web.errors import guarded
 from web.session import principal_from_request
 
 MODEL_COLUMNS = ["id", "name", "status", "created", "promoted", "metrics"]
 JOB_COLUMNS = ["id", "status", "started", "finished", "report / error"]
 DAY_COLUMNS = ["day", "conversations", "handoff_rate", "approval_rate", "edit_rate", "csat"]
+FACT_COLUMNS = ["id", "title", "text", "language", "updated (UTC)"]
 
 
 def _when(value: Any) -> str:
@@ -39,6 +43,10 @@ def _job_summary(report: dict[str, Any], error: str | None) -> str:
     return json.dumps(shown, default=str, sort_keys=True)[:300]
 
 
+def fact_rows(facts: list[FactView]) -> list[list[Any]]:
+    return [[f.id, f.title, f.text, f.language, _when(f.updated_at)] for f in facts]
+
+
 def charts(days: list[dict[str, Any]], window: int = 14) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Frames for the three plots over the last ``window`` days: conversations per day (quiet days are 0
     bars, not missing), the three rates (long form) and CSAT (days without values have no point)."""
@@ -54,6 +62,7 @@ def charts(days: list[dict[str, Any]], window: int = 14) -> tuple[pd.DataFrame, 
 
 def build_admin(service: ChatService) -> gr.Blocks:
     views = AdminService(service)
+    facts = FactsService(service)
 
     def guard(fn: Any) -> Any:
         return guarded(fn, "an admin")
@@ -87,6 +96,35 @@ def build_admin(service: ChatService) -> gr.Blocks:
         return (f"Erased the customer of conversation {int(conversation_id)}: {report['conversations']} "
                 f"conversation(s), {report['messages']} message(s).")
 
+    def list_facts(request: gr.Request) -> list[list[Any]]:
+        return fact_rows(facts.list(admin(request)))
+
+    def add_fact(title: str, text: str, language: str, request: gr.Request) -> str:
+        fact = facts.add(admin(request), title or "", text or "", language or "en")
+        return f"Added fact {fact.id}: {fact.title}"
+
+    def save_fact(fact_id: float | None, title: str, text: str, language: str, request: gr.Request) -> str:
+        who = admin(request)
+        if not fact_id:
+            return "Pick a fact from the table (or give its id) to save changes."
+        fact = facts.update(who, int(fact_id), title or "", text or "", language or "en")
+        return f"Saved fact {fact.id}: {fact.title}"
+
+    def delete_fact(fact_id: float | None, request: gr.Request) -> str:
+        who = admin(request)
+        if not fact_id:
+            return "Pick a fact from the table (or give its id) to delete it."
+        facts.delete(who, int(fact_id))
+        return f"Deleted fact {int(fact_id)}."
+
+    def pick_fact(evt: gr.SelectData, table: Any) -> Any:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        try:
+            values = list(table.iloc[row]) if hasattr(table, "iloc") else list(table[row])
+            return int(values[0]), values[1], values[2], values[3]
+        except (IndexError, ValueError, TypeError):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
     with gr.Blocks(title="Admin") as demo:
         gr.Markdown("## Admin  ·  [agent console](/agent)  ·  [sign out](/logout)")
         models = gr.Dataframe(headers=MODEL_COLUMNS, label="Model versions", interactive=False, elem_id="admin-models")
@@ -104,6 +142,21 @@ def build_admin(service: ChatService) -> gr.Blocks:
                                    y_lim=[0, 1], x_label_angle=-45, elem_id="admin-chart-rates")
             csat = gr.ScatterPlot(x="day", y="csat", title="CSAT (1-5)", y_lim=[1, 5], x_label_angle=-45,
                                   elem_id="admin-chart-csat")
+        with gr.Accordion("Company facts: what the bot may state besides the conversation", open=True,
+                          elem_id="admin-facts-section"):
+            fact_table = gr.Dataframe(headers=FACT_COLUMNS, datatype="str", interactive=False, wrap=True,
+                                      label="Facts (opening hours, policies, phone numbers...)", elem_id="admin-facts")
+            with gr.Row():
+                fact_id = gr.Number(label="Fact id (pick a row to edit)", precision=0, elem_id="admin-fact-id")
+                fact_language = gr.Dropdown(LANGUAGES, value="en", label="Language", elem_id="admin-fact-language")
+            fact_title = gr.Textbox(label="Title", max_length=200, elem_id="admin-fact-title")
+            fact_text = gr.Textbox(label="Text", lines=3, max_length=service.settings.max_message_chars,
+                                   elem_id="admin-fact-text")
+            with gr.Row():
+                add_fact_btn = gr.Button("Add as a new fact", variant="primary", elem_id="admin-fact-add")
+                save_fact_btn = gr.Button("Save changes", elem_id="admin-fact-save")
+                delete_fact_btn = gr.Button("Delete", variant="stop", elem_id="admin-fact-delete")
+            fact_result = gr.Textbox(show_label=False, interactive=False, elem_id="admin-fact-result")
         with gr.Accordion("Erase a customer's data", open=False, elem_id="admin-erase"):
             erase_id = gr.Number(label="Conversation id", precision=0, elem_id="admin-erase-id")
             erase_ok = gr.Checkbox(label="I understand this deletes all of this customer's conversations",
@@ -115,4 +168,13 @@ def build_admin(service: ChatService) -> gr.Blocks:
         promote_btn.click(guard(model_action("promote")), version, result).then(guard(overview), None, outputs)
         rollback_btn.click(guard(model_action("rollback")), version, result).then(guard(overview), None, outputs)
         erase_btn.click(guard(erase), [erase_id, erase_ok], result).then(guard(overview), None, outputs)
+        demo.load(guard(list_facts), None, fact_table, api_name="list_facts")
+        fact_table.select(pick_fact, fact_table, [fact_id, fact_title, fact_text, fact_language])
+        form = [fact_title, fact_text, fact_language]
+        add_fact_btn.click(guard(add_fact), form, fact_result, api_name="add_fact").then(
+            guard(list_facts), None, fact_table)
+        save_fact_btn.click(guard(save_fact), [fact_id, *form], fact_result, api_name="save_fact").then(
+            guard(list_facts), None, fact_table)
+        delete_fact_btn.click(guard(delete_fact), fact_id, fact_result, api_name="delete_fact").then(
+            guard(list_facts), None, fact_table)
     return demo

@@ -5,6 +5,7 @@ session, so nothing here trusts the browser."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import gradio as gr
@@ -18,7 +19,62 @@ from web.heatmap import heatmap_html
 from web.session import principal_from_request
 
 QUEUE_COLUMNS = ["id", "status", "language", "last activity (UTC)", "agent"]
+CANDIDATE_COLUMNS = ["rank", "candidate", "score", "not in the conversation or company facts"]
 _LABEL = {"bot": "Bot", "agent": "Agent", "system": "Notice"}
+UNGROUNDED_LABEL = "Not in the conversation or company facts: "
+
+
+def ungrounded_details(meta: dict[str, Any] | None) -> list[str]:
+    """The details of a stored bot reply that nobody gave (``meta["grounding"]``, see chatbot.service.grounding)."""
+    grounding = (meta or {}).get("grounding") or {}
+    return [str(d) for d in grounding.get("ungrounded") or []]
+
+
+def _flagged(meta: dict[str, Any] | None) -> bool:
+    """The reply needs an agent's eye: it states ungrounded details, or the check itself failed."""
+    return bool(ungrounded_details(meta) or ((meta or {}).get("grounding") or {}).get("error"))
+
+
+def grounding_note(meta: dict[str, Any] | None) -> str:
+    """One plain-text line about the grounding check of a reply, "" when there is nothing to say."""
+    grounding = (meta or {}).get("grounding") or {}
+    details = ungrounded_details(meta)
+    if details:
+        return UNGROUNDED_LABEL + ", ".join(details)
+    if grounding.get("error"):
+        return f"The grounding check failed ({grounding['error']}): check every detail of this reply."
+    picked = grounding.get("picked")
+    if isinstance(picked, int) and picked > 0:
+        return f"Candidate {picked + 1} was used: the higher-ranked ones state details nobody gave."
+    return ""
+
+
+def grounding_html(meta: dict[str, Any] | None) -> str:
+    """``grounding_note`` highlighted for the console, every value escaped: a detail comes from the model's
+    words, and nothing in it may become markup."""
+    details = ungrounded_details(meta)
+    if details:
+        marks = ", ".join(f"<mark>{html.escape(d)}</mark>" for d in details)
+        return f'<div class="ungrounded" role="alert"><b>⚠ {html.escape(UNGROUNDED_LABEL)}</b>{marks}</div>'
+    note = grounding_note(meta)
+    if not note:
+        return ""
+    if _flagged(meta):  # the check failed
+        return f'<div class="ungrounded" role="alert"><b>⚠ {html.escape(note)}</b></div>'
+    return f'<div class="grounding-note">{html.escape(note)}</div>'
+
+
+def candidate_rows(message: MessageView) -> list[list[Any]]:
+    """n-best rows with each candidate's ungrounded details; the candidate that was used is marked."""
+    grounding = (message.meta or {}).get("grounding") or {}
+    per_candidate = grounding.get("candidates") or []
+    picked = grounding.get("picked")
+    rows = []
+    for rank, (text, score) in enumerate(message.candidates):
+        missing = ", ".join(str(d) for d in per_candidate[rank]) if rank < len(per_candidate) else ""
+        label = f"{rank + 1} (used)" if picked == rank and rank > 0 else rank + 1
+        rows.append([label, text, round(score, 3), missing])
+    return rows
 
 
 def transcript_rows(messages: list[MessageView]) -> list[dict[str, str]]:
@@ -31,7 +87,12 @@ def transcript_rows(messages: list[MessageView]) -> list[dict[str, str]]:
         if m.role == "bot":
             tag += f" #{m.id} [{m.review_state}"
             tag += f", score {m.confidence:.2f}]" if m.confidence is not None else "]"
-        rows.append({"role": "assistant", "content": as_text(f"{tag}: {m.text}")})
+        text = f"{tag}: {m.text}"
+        if m.role == "bot" and _flagged(m.meta):
+            text += f"\n⚠ {grounding_note(m.meta)}"
+        elif m.role == "system" and (m.meta or {}).get("reason"):
+            text += f" (why: {m.meta['reason']})"  # type: ignore[index]
+        rows.append({"role": "assistant", "content": as_text(text)})
     return rows
 
 
@@ -69,13 +130,12 @@ def build_agent(service: ChatService) -> gr.Blocks:
 
     def show_reply(conversation_id: float | None, message_id: int | None, request: gr.Request):
         if not conversation_id or not message_id:
-            return [], "<p>Select a bot reply.</p>", ""
+            return [], "", "<p>Select a bot reply.</p>", ""
         _, messages = service.transcript(who(request), int(conversation_id))
         message = next((m for m in messages if m.id == message_id), None)
         if message is None:
-            return [], "<p>Select a bot reply.</p>", ""
-        candidates = [[rank + 1, text, round(score, 3)] for rank, (text, score) in enumerate(message.candidates)]
-        return candidates, heatmap_html(message.attention), message.text
+            return [], "", "<p>Select a bot reply.</p>", ""
+        return candidate_rows(message), grounding_html(message.meta), heatmap_html(message.attention), message.text
 
     def act(action: str):
         def run(conversation_id: float | None, request: gr.Request) -> str:
@@ -136,8 +196,9 @@ def build_agent(service: ChatService) -> gr.Blocks:
                     reply_btn = gr.Button("Send", scale=1, elem_id="agent-send")
             with gr.Column(scale=3):
                 bot_reply = gr.Dropdown(label="Bot reply", choices=[], elem_id="agent-bot-reply")
-                candidates = gr.Dataframe(headers=["rank", "candidate", "score"], label="n-best candidates",
-                                          interactive=False, elem_id="agent-candidates")
+                grounding = gr.HTML(elem_id="agent-grounding")
+                candidates = gr.Dataframe(headers=CANDIDATE_COLUMNS, label="n-best candidates", datatype="str",
+                                          interactive=False, wrap=True, elem_id="agent-candidates")
                 heatmap = gr.HTML(label="Attention", elem_id="agent-heatmap")
                 corrected = gr.Textbox(label="Corrected reply", lines=2, elem_id="agent-corrected")
                 with gr.Row():
@@ -167,7 +228,8 @@ def build_agent(service: ChatService) -> gr.Blocks:
         queue.select(pick_from_queue, queue, conversation)
         open_btn.click(guarded(open_conversation), [conversation, bot_reply], refresh_view)
         conversation.change(guarded(open_conversation), [conversation, bot_reply], refresh_view)
-        bot_reply.change(guarded(show_reply), [conversation, bot_reply], [candidates, heatmap, corrected]).then(
+        bot_reply.change(guarded(show_reply), [conversation, bot_reply], [candidates, grounding, heatmap, corrected],
+                         api_name="show_reply").then(
             lambda text: text, corrected, sent_text)
         for button, action in ((take_btn, "take_over"), (back_btn, "hand_back"), (close_btn, "close")):
             button.click(guarded(act(action)), conversation, info).then(

@@ -111,5 +111,7 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
 CSS = """
 .heatmap td, .heatmap th { padding: 2px 4px; font-size: 12px; text-align: center; }
 .heatmap th.row { text-align: right; }
+.ungrounded { background: #fff4e5; border-left: 4px solid #f59e0b; padding: 6px 10px; }
+.ungrounded mark { background: #fde68a; padding: 0 2px; }
 footer { display: none !important; }
 """

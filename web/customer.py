@@ -30,6 +30,14 @@ def as_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def welcome_html(company_name: str, help_topics: str) -> str:
+    """The page's heading and what the bot can help with, from settings, escaped: nothing an operator types
+    there can become markup."""
+    name, topics = html.escape(company_name), html.escape(help_topics)
+    return (f"<h2>{name} support</h2><p>Our assistant can help with {topics}. Write in English or Chinese "
+            "(中文). For anything else, press <b>Talk to a person</b> and someone from our team will join.</p>")
+
+
 def to_chat(messages: list[MessageView]) -> tuple[list[dict[str, str]], list[int]]:
     """Gradio chat rows, escaped so they render as plain text, and their message ids."""
     rows, ids = [], []
@@ -119,10 +127,11 @@ def build_customer(service: ChatService) -> gr.Blocks:
         rows, ids, _ = render(found[0])
         return rows, ids, "Thank you! This conversation has ended.", _EMPTY
 
-    with gr.Blocks(title="Customer support") as demo:
+    settings = service.settings
+    with gr.Blocks(title=f"{settings.company_name} support") as demo:
         saved = gr.BrowserState(_EMPTY, storage_key="chatbot-conversation")
         ids = gr.State([])
-        gr.Markdown("## Customer support\nAsk us anything about your order, account or booking.")
+        gr.HTML(welcome_html(settings.company_name, settings.help_topics), elem_id="welcome")
         with gr.Row():
             language = gr.Dropdown(LANGUAGES, value="en", label="Language", scale=1)
             status = gr.Markdown(elem_id="chat-status")
@@ -132,6 +141,9 @@ def build_customer(service: ChatService) -> gr.Blocks:
             box = gr.Textbox(placeholder="Type your message and press Enter", show_label=False, scale=6,
                              elem_id="customer-input", max_length=service.settings.max_message_chars)
             send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="customer-send")
+        if settings.example_questions:
+            gr.Examples([[q] for q in settings.example_questions], inputs=[box], label="Try asking",
+                        elem_id="example-questions")
         with gr.Row():
             human_btn = gr.Button("Talk to a person", elem_id="talk-to-person")
             csat = gr.Radio([1, 2, 3, 4, 5], label="How did we do? (1-5)", elem_id="csat")

@@ -42,7 +42,7 @@ def _in_transaction(ctx: typer.Context, work: Callable[[Any], T]) -> T:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    fmt: str = typer.Argument(..., metavar="FORMAT", help="sgd, taskmaster, abcd, chatterbot, jsonl or csv."),
+    fmt: str = typer.Argument(..., metavar="FORMAT", help="sgd, taskmaster, abcd, chatterbot, crosswoz, jsonl or csv."),
     path: str = typer.Argument(..., help="File or directory; for chatterbot also chatterbot:<language>."),
     language: str | None = typer.Option(None, "--language", help="Language code for data that has none "
                                            "(default: the format's own, else en)."),
@@ -85,8 +85,8 @@ def import_(
 def export_pairs(
     ctx: typer.Context,
     out: Path = typer.Argument(..., help="Output JSON Lines file; the manifest is written next to it."),
-    since: str | None = typer.Option(None, "--since", help="Only conversations active since this "
-                                        "ISO date/time (UTC if no zone)."),
+    since: str | None = typer.Option(None, "--since", help="Only conversations with a message or a "
+                                        "review since this ISO date/time (UTC if no zone)."),
     language: str | None = typer.Option(None, "--language", help="Only this language."),
     source: str | None = typer.Option(None, "--source", help="Only this source (sgd, live, ...)."),
     max_context_turns: int | None = typer.Option(None, "--max-context-turns", min=1,

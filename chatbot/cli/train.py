@@ -38,40 +38,64 @@ def _store(settings: Any) -> Any:
 
 
 def load_specs(specs: list[str], settings: Any, max_turns: int,
-               manifest: dict[str, Any] | None = None) -> list[Any]:
-    """Pairs of every --data spec; opens the store only when one of them is ``db``."""
-    from training.sources import load_pairs
+               manifest: dict[str, Any] | None = None, grouped: bool = False) -> list[Any]:
+    """Pairs of every --data spec (one list per spec when ``grouped``); opens the store only for ``db``."""
+    from training.sources import load_groups, load_pairs
 
+    load = load_groups if grouped else load_pairs
     if "db" not in specs:
-        return load_pairs(specs, max_turns, manifest=manifest)
+        return load(specs, max_turns, manifest=manifest)
     with _store(settings) as store:
-        return load_pairs(specs, max_turns, store=store, manifest=manifest)
+        return load(specs, max_turns, store=store, manifest=manifest)
+
+
+def _report_interrupted(exc: Any) -> None:
+    """Ctrl-C / SIGTERM during `chatbot train`: say where it stopped and how to continue; exit 128 + signal."""
+    import shlex
+    import sys
+
+    argv = ["chatbot", *sys.argv[1:]]
+    again = shlex.join(argv if "--resume" in argv else [*argv, "--resume"])
+    typer.echo(f"{exc}\ncontinue where it stopped (step {exc.step}) with: {again}", err=True)
+    raise typer.Exit(exc.exit_code)
 
 
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    data: list[str] = typer.Option(..., "--data", help=DATA_HELP),
+    data: list[str] = typer.Option([], "--data", help=DATA_HELP + " Default: the recipe's [[data]] tables."),
     out: Path = typer.Option(..., "--out", help="Output directory (metrics, plots, checkpoints, model/)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Training config TOML (TrainConfig fields)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.01, help="Stop (and save) after M minutes."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Train a seq2seq model on one or more data sources."""
-    from training.sources import split_dev
-    from training.train import TrainConfig, decoding_of, train
+    """Train a seq2seq model on one or more data sources (--data, or the recipe's weighted data mix)."""
+    from training.sources import Source, split_dev, weighted
+    from training.train import TrainConfig, TrainingInterrupted, decoding_of, train
 
     settings = get_settings(ctx)
     with _clear_errors():
         cfg = TrainConfig.from_toml(config)
+        sources = [Source(spec) for spec in data] or [Source(e.spec, e.weight) for e in cfg.data]
+        if not sources:
+            raise CliError("no training data: pass --data SPEC or a --config recipe with [[data]] tables")
         manifest: dict[str, Any] = {}
-        pairs = load_specs(data, settings, cfg.max_turns, manifest)
-        train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction)
-        manifest.update(train_pairs=len(train_pairs), dev_pairs=len(dev_pairs))
+        groups = load_specs([s.spec for s in sources], settings, cfg.max_turns, manifest, grouped=True)
+        train_pairs, dev_pairs = [], []
+        for source, pairs in zip(sources, groups):
+            part_train, part_dev = split_dev(pairs, cfg.dev_fraction)
+            train_pairs += weighted(part_train, source.weight)
+            dev_pairs += part_dev
+        manifest.update(train_pairs=len(train_pairs), dev_pairs=len(dev_pairs),
+                        weights={s.spec: s.weight for s in sources})
         typer.echo(f"{len(train_pairs)} training pairs, {len(dev_pairs)} dev pairs", err=True)
-        result = train(train_pairs, dev_pairs, out, cfg, resume=resume, max_minutes=max_minutes,
-                       threads=settings.torch_threads, decoding=decoding_of(settings), manifest=manifest)
+        try:
+            result = train(train_pairs, dev_pairs, out, cfg, resume=resume, max_minutes=max_minutes,
+                           threads=settings.torch_threads, decoding=decoding_of(settings), manifest=manifest,
+                           handle_signals=True)
+        except TrainingInterrupted as exc:
+            _report_interrupted(exc)
     if as_json:
         echo_json(result.to_dict())
     else:
@@ -84,24 +108,40 @@ def eval_cmd(
     ctx: typer.Context,
     model: Path = typer.Option(..., "--model", help="Model directory (a checkpoint, e.g. OUT/model)."),
     data: list[str] = typer.Option(..., "--data", help=DATA_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N pairs only."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate N pairs of each --data spec, "
+                                        "spread evenly over it (a fixed spread, the same every run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write per-example rows to this CSV file."),
 ) -> None:
-    """Generate replies and report BLEU, chrF, ROUGE-L, METEOR, distinct-n, perplexity, entity copying."""
+    """Generate replies and report BLEU, chrF, ROUGE-L, METEOR, distinct-n, perplexity, entity copying.
+
+    Several --data specs in several languages (sgd:...dev and crosswoz:...@dev) are scored in one run,
+    each language on its own as well as together."""
     from training.evaluate import evaluate_model
+    from training.sources import spread
 
     settings = get_settings(ctx)
     with _clear_errors():
-        pairs = load_specs(data, settings, settings.context_turns)
-        report = evaluate_model(model, pairs, settings, limit=limit)
+        groups = load_specs(data, settings, settings.context_turns, grouped=True)
+        pairs = [p for group in groups for p in (spread(group, limit) if limit else group)]
+        report = evaluate_model(model, pairs, settings)
     if out is not None:
         report.write_csv(out)
     if as_json:
         echo_json(report.metrics)
-    else:
-        for key, value in report.metrics.items():
-            typer.echo(f"{key:>20} {value:.4f}" if isinstance(value, float) else f"{key:>20} {value}")
+        return
+    by_language = report.metrics.get("by_language") or {}
+    columns = {"all": report.metrics, **by_language} if by_language else {"": report.metrics}
+    if by_language:
+        typer.echo(f"{'':>20}" + "".join(f"{name:>12}" for name in columns))
+    for key, value in report.metrics.items():
+        if key in ("by_language", "decoding"):
+            continue
+        cells = [column.get(key) for column in columns.values()]
+        typer.echo(f"{key:>20}" + "".join(f"{c:>12.4f}" if isinstance(c, float) else f"{str(c):>12}" for c in cells))
+    decoding = report.metrics["decoding"]
+    typer.echo("decoding: " + ", ".join(f"{k}={v}" for k, v in decoding.items() if k not in ("bos_token_id",
+                                                                                            "eos_token_id")))
 
 
 def _version_row(v: Any) -> dict[str, Any]:

@@ -27,6 +27,10 @@ class GenerationConfig:
     well above the length of a name or a time: a task bot must repeat "Blue Bottle in San Jose at 7 pm"
     to confirm a booking, and a block of 3 measurably cut entity copying on SGD dev.
 
+    ``script_constraint`` keeps a reply in its language's script: a Chinese reply writes no Latin-script word
+    and a Latin-script one no CJK character that the conversation does not hold (``ReplyGenerator`` applies
+    it, since it needs the vocabulary). Switch it off only to measure what it prevents.
+
     ``bos_token_id`` / ``eos_token_id`` have no defaults: they belong to a vocabulary, and a guessed id
     would decode silently wrong.
     """
@@ -39,6 +43,7 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     encoder_no_repeat_ngram_size: int = 0
+    script_constraint: bool = True
     length_penalty: float = 1.0
     early_stopping: bool | str = False
     num_return_sequences: int = 1
@@ -70,6 +75,7 @@ def config_from_settings(settings: Settings, *, bos_token_id: int, eos_token_id:
         repetition_penalty=settings.repetition_penalty,
         no_repeat_ngram_size=settings.no_repeat_ngram_size,
         encoder_no_repeat_ngram_size=settings.encoder_no_repeat_ngram_size,
+        script_constraint=settings.script_constraint,
         length_penalty=settings.length_penalty,
         num_return_sequences=min(settings.num_return_sequences, settings.num_beams),
     )
@@ -104,8 +110,9 @@ def _problems(c: GenerationConfig):
         yield f"length_penalty must be a finite number, got {c.length_penalty!r}"
     if not (isinstance(c.early_stopping, bool) or c.early_stopping == "never"):
         yield f"early_stopping must be True, False or 'never', got {c.early_stopping!r}"
-    if not isinstance(c.do_sample, bool):
-        yield f"do_sample must be a bool, got {c.do_sample!r}"
+    for name in ("do_sample", "script_constraint"):
+        if not isinstance(getattr(c, name), bool):
+            yield f"{name} must be a bool, got {getattr(c, name)!r}"
     if _is_int(c.min_new_tokens) and _is_int(c.max_new_tokens) and c.min_new_tokens > c.max_new_tokens:
         yield f"min_new_tokens ({c.min_new_tokens}) exceeds max_new_tokens ({c.max_new_tokens})"
     if c.do_sample is True and c.num_beams != 1:

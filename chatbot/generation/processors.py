@@ -5,9 +5,10 @@ and never modifies its inputs. ``generated_ids`` holds the tokens generated so f
 all rows have the same length ``t``. Everything is vectorised over rows so one call serves every beam of
 every waiting request.
 
-Processors that carry per-request data (:class:`ContextNGramBlock`) take one entry per batch row. The
-searches lay rows out batch-major (the beams of request ``b`` are rows ``b*k .. b*k+k-1``); when they drop
-finished requests they call ``for_rows(batch_index)`` to get a processor matching the new row layout.
+Processors that carry per-request data (:class:`ContextNGramBlock`, :class:`ScriptConstraint`) take one
+entry per batch row. The searches lay rows out batch-major (the beams of request ``b`` are rows
+``b*k .. b*k+k-1``); when they drop finished requests they call ``for_rows(batch_index)`` to get a
+processor matching the new row layout.
 
 The searches take a faster path: every processor here also offers ``apply_(generated_ids, scores)``,
 which edits a score table the search owns in place and touches only the entries it changes (the
@@ -17,7 +18,7 @@ is that same code run on a copy, so the pure contract and the fast path cannot d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import torch
@@ -152,6 +153,72 @@ class ContextNGramBlock(InPlaceProcessor):
         last = grams[:, :, n - 1]  # [N, W], -1 in padding
         match = (grams[:, :, : n - 1] == prefix[:, None, :]).all(dim=2) & (last >= 0)
         _ban_(scores, last.clamp_min(0), match)
+
+
+class ScriptConstraint(InPlaceProcessor):
+    """Per row, tokens of a script foreign to that row's language get ``-inf`` unless the row's conversation
+    holds them, so a Chinese reply writes no Latin word and an English one no Chinese character that nobody
+    wrote in the conversation (the model otherwise drifts: "你不是我you want me to什么?").
+
+    ``foreign`` maps a language to a BoolTensor [V] over the base vocabulary (True: the token has a letter of
+    a foreign script), built once per vocabulary by the caller; a language without an entry is
+    unconstrained. ``languages`` and ``context_ids`` have one entry per batch row; a context id occurring in
+    the row is allowed (negative ids are separators and ignored), and ids >= V (copied out-of-vocabulary
+    words) are never banned: they come from the conversation by construction.
+
+    The per-row masks are built once here (and gathered once per row layout by ``for_rows``), so a step
+    costs one masked fill.
+    """
+
+    def __init__(self, foreign: Mapping[str, torch.Tensor], languages: Sequence[str],
+                 context_ids: Sequence[Sequence[int]] | Sequence[torch.Tensor]) -> None:
+        if len(languages) == 0 or len(languages) != len(context_ids):
+            raise ValueError(f"need one language and one context per batch row, got {len(languages)} languages "
+                             f"and {len(context_ids)} contexts")
+        widths = {int(mask.numel()) for mask in foreign.values()}
+        if len(widths) > 1 or any(mask.dtype != torch.bool or mask.dim() != 1 for mask in foreign.values()):
+            raise ValueError("foreign-script masks must be 1-d bool tensors of one vocabulary size")
+        width = widths.pop() if widths else 0
+        banned = torch.zeros(len(languages), width, dtype=torch.bool)
+        for b, (language, ids) in enumerate(zip(languages, context_ids)):
+            mask = foreign.get(language)
+            if mask is None:
+                continue
+            banned[b] = mask
+            row = torch.as_tensor(ids if isinstance(ids, torch.Tensor) else list(map(int, ids)), dtype=torch.long)
+            banned[b, row[(row >= 0) & (row < width)]] = False
+        self.num_batch_rows = len(languages)
+        self._banned = banned  # [B, V]
+        self._row_banned: torch.Tensor | None = None  # [N, V] once bound to a row layout
+
+    def for_rows(self, batch_index: torch.Tensor) -> ScriptConstraint:
+        """The same constraint for a row layout where row ``i`` belongs to batch row ``batch_index[i]``."""
+        bound = object.__new__(ScriptConstraint)
+        bound.num_batch_rows, bound._banned = self.num_batch_rows, self._banned
+        bound._row_banned = self._banned.index_select(0, batch_index.to(self._banned.device))
+        return bound
+
+    def _banned_for(self, num_rows: int) -> torch.Tensor:
+        if self._row_banned is not None:
+            if self._row_banned.size(0) != num_rows:
+                raise ValueError(f"bound to {self._row_banned.size(0)} rows, called with {num_rows}")
+            return self._row_banned
+        if num_rows % self.num_batch_rows:
+            raise ValueError(f"{num_rows} rows do not split evenly over {self.num_batch_rows} contexts")
+        return self._banned.repeat_interleave(num_rows // self.num_batch_rows, dim=0)
+
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        banned = self._banned_for(scores.size(0))
+        width = banned.size(1)
+        if width == 0:
+            return
+        if scores.size(1) < width:
+            raise ValueError(f"scores cover {scores.size(1)} tokens, the masks a vocabulary of {width}")
+        if banned.device != scores.device:
+            banned = banned.to(scores.device)
+            if self._row_banned is not None:
+                self._row_banned = banned  # move once per row layout, not every step
+        scores[:, :width].masked_fill_(banned, NEG_INF)
 
 
 class MinNewTokens(InPlaceProcessor):

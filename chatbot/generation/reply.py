@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from chatbot.generation.config import GenerationConfig, config_from_settings
-from chatbot.generation.processors import SuppressTokens, build_processors
+from chatbot.generation.processors import ScriptConstraint, SuppressTokens, build_processors
 from chatbot.generation.quantize import quantize_int8
 from chatbot.generation.search import Hypothesis, StepModel, beam_search, greedy_search, sample
 from chatbot.model.batch import collate, encode_pair
 from chatbot.text.context import encode_context
+from chatbot.text.scripts import has_foreign_letter
 from chatbot.text.special import SPEAKER_TOKENS
 from chatbot.text.tokenize import SUPPORTED_LANGUAGES, detect_language, detokenize
 from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
@@ -100,6 +101,8 @@ class ReplyGenerator:
         never = [vocab.pad_id, vocab.bos_id, vocab.unk_id]
         never += [vocab.index(t) for t in SPECIAL_TOKENS if t in set(SPEAKER_TOKENS.values()) or t.startswith("<lang:")]
         self._suppress = SuppressTokens(never)
+        # Built once per vocabulary, so the script constraint costs one masked fill per step.
+        self._foreign_scripts = foreign_script_masks(vocab, self.languages)
 
     @classmethod
     def from_checkpoint(
@@ -176,6 +179,9 @@ class ReplyGenerator:
         batch = collate(examples, self.vocab)
         customer_ids = [_customer_ids(src, ex.src_ext_ids) for src, ex in zip(sources, examples)]
         processors = [self._suppress, *build_processors(self.config, context_ids=customer_ids)]
+        if self.config.script_constraint:  # before any sampling warper, so top-k/top-p see only allowed tokens
+            script = ScriptConstraint(self._foreign_scripts, languages, [ex.src_ext_ids for ex in examples])
+            processors.insert(1, script)
 
         with torch.inference_mode():
             state = self.model.encode(batch)
@@ -207,6 +213,18 @@ class ReplyGenerator:
                 decoding=self.config.to_dict(),
             ))
         return replies
+
+
+def foreign_script_masks(vocab: Vocab, languages: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Per language, BoolTensor [V]: which vocabulary tokens hold a letter of a script foreign to it
+    (see ``chatbot.text.scripts``); languages without a constraint get no entry."""
+    tokens = vocab.tokens
+    masks = {}
+    for language in languages:
+        mask = torch.tensor([has_foreign_letter(t, language) for t in tokens], dtype=torch.bool)
+        if bool(mask.any()):
+            masks[language] = mask
+    return masks
 
 
 def _rounded(weights: torch.Tensor, places: int = 4) -> list[list[float]]:

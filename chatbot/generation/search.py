@@ -56,6 +56,9 @@ class Hypothesis:
 
 
 def _leading_tensor(state: Any) -> torch.Tensor:
+    """The state's first tensor with a row dimension: the state itself when it is a bare tensor."""
+    if isinstance(state, torch.Tensor) and state.dim() > 0:
+        return state
     values = (getattr(state, f.name) for f in dataclasses.fields(state)) if dataclasses.is_dataclass(state) \
         else iter(state if isinstance(state, (tuple, list)) else ())
     for value in values:

@@ -6,9 +6,12 @@ together, since one batched beam search costs little more than one. With ``decod
 threads share the queue, so the next batch gathers and starts while the previous one is still decoding
 (on a model that can decode several batches at once: a pool of decoder processes). A full queue answers
 ``Busy`` at once instead of letting callers hang. Between batches the worker asks which model should be
-serving; when that changes it loads the new one in the background and swaps it in at a batch boundary, so
-requests already being decoded finish on the model they started with and none are dropped; the replaced
-model is closed once no batch is decoding on it any more.
+serving; when that changes it loads the new one in the background, warms it (``warm``: a few representative
+decodes in each language it serves, see ``chatbot.service.warmup``) and only then swaps it in at a batch
+boundary, so the old model answers while the new one loads and warms, no customer pays for the new model's
+first decodes, requests already being decoded finish on the model they started with and none are dropped;
+the replaced model is closed once no batch is decoding on it any more. ``model_events`` records each model's
+"loaded", "warmed" and "live" moments, in order.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -72,6 +76,17 @@ def _close(generator: Generator) -> None:
 
 ModelLoader = Callable[[Hashable], Generator]
 KeySource = Callable[[], Hashable | None]
+Warmer = Callable[[Generator], Any]
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    """A step in a model's way to serving: ``loaded``, ``warmed`` (``detail``: the warm-up report), ``live``."""
+
+    kind: str
+    key: Hashable
+    at: float  # time.monotonic()
+    detail: Any = None
 
 
 class GenerationWorker:
@@ -80,6 +95,8 @@ class GenerationWorker:
     ``current_key()`` says which model should serve (``None``: none configured); ``load(key)`` builds it.
     ``max_batch=1`` turns batching off (one request at a time), which the benchmark compares against.
     ``decoders`` batches may be decoding at once; the model must then accept concurrent ``generate`` calls.
+    ``warm(generator)`` runs on every loaded model before it serves (``from_settings`` passes
+    ``chatbot.service.warmup.warm_up``; ``None`` serves models cold, as the scripted test models are).
     """
 
     def __init__(
@@ -92,10 +109,12 @@ class GenerationWorker:
         queue_max: int = 256,
         reload_poll_s: float = 1.0,
         decoders: int = 1,
+        warm: Warmer | None = None,
     ) -> None:
         if max_batch < 1 or queue_max < 1 or decoders < 1:
             raise ValueError("max_batch, queue_max and decoders must be at least 1")
         self._load = load
+        self._warm = warm
         self._current_key = current_key
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -115,13 +134,17 @@ class GenerationWorker:
         self._stopping = threading.Event()
         self.batches = 0
         self.batched_requests = 0
+        self.model_events: deque[ModelEvent] = deque(maxlen=64)
 
     @classmethod
     def from_settings(cls, load: ModelLoader, current_key: KeySource, settings: Settings,
                       **overrides: Any) -> GenerationWorker:
-        """A worker sized by the serving settings (batch size and wait, queue, decoders); not started."""
+        """A worker sized by the serving settings (batch size and wait, queue, decoders, warm-up); not started."""
+        from chatbot.service.warmup import warm_up
+
         options: dict[str, Any] = {"max_batch": settings.batch_max_size, "max_wait_ms": settings.batch_max_wait_ms,
-                                   "queue_max": settings.queue_max_size, "decoders": settings.decoders}
+                                   "queue_max": settings.queue_max_size, "decoders": settings.decoders,
+                                   "warm": warm_up if settings.model_warmup else None}
         return cls(load, current_key, **{**options, **overrides})
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -129,7 +152,8 @@ class GenerationWorker:
         """Load the current model (so a broken one fails loudly at start-up) and start the thread."""
         key = self._current_key()
         if key is not None:
-            self._model = (key, self._load(key))
+            self._model = (key, self._ready(key))
+            self._event("live", key)
         self._last_poll = time.monotonic()
         self._threads = [threading.Thread(target=self._run, name=f"generation-worker-{i}", daemon=True)
                          for i in range(self.decoders)]
@@ -286,6 +310,7 @@ class GenerationWorker:
             if self._pending is None:
                 return
             old, self._model, self._pending = self._model, self._pending, None
+            self._event("live", self._model[0])
             log.info("now serving model %s", self._model[0])
             if old is not None and old[1] is not self._model[1]:  # batches on it finish; closed once none is left
                 self._retired.append(old[1])
@@ -300,9 +325,26 @@ class GenerationWorker:
         for generator in idle:
             _close(generator)
 
+    def _event(self, kind: str, key: Hashable, detail: Any = None) -> None:
+        self.model_events.append(ModelEvent(kind, key, time.monotonic(), detail))
+
+    def _ready(self, key: Hashable) -> Generator:
+        """Load ``key`` and warm it: what a model goes through before it may serve."""
+        generator = self._load(key)
+        self._event("loaded", key)
+        if self._warm is not None:
+            try:
+                report = self._warm(generator)
+            except BaseException:
+                _close(generator)
+                raise
+            self._event("warmed", key, report)
+            log.info("model %s warmed up: %s", key, report)
+        return generator
+
     def _load_into_pending(self, key: Hashable) -> None:
         try:
-            generator = self._load(key)
+            generator = self._ready(key)
         except Exception:
             log.exception("could not load model %s; keeping the current one", key)
             self._failed_key = key

@@ -28,6 +28,7 @@ from chatbot.service.auth import (
     verify_password,
 )
 from chatbot.service.batching import Busy, GenerationWorker
+from chatbot.service.grounding import Grounder, GroundingSources, GroundingVerdict
 from chatbot.service.groupcommit import GroupCommit
 from chatbot.service.handoff import NOTICE, HandoffReason, HandoffRules, decide
 from chatbot.service.views import (
@@ -64,6 +65,7 @@ class ChatService:
         self.writes = GroupCommit(store)
         self.rules = HandoffRules(settings.handoff_min_score, settings.handoff_min_margin,
                                   settings.handoff_low_ratings)
+        self.grounding = Grounder(settings.grounding_margin) if settings.grounding else None
 
     # --- customers ----------------------------------------------------------------------------
     def start_conversation(self, language: str | None = None, channel: str = "web") -> tuple[int, str]:
@@ -104,13 +106,15 @@ class ChatService:
         accepted = self.writes.run(lambda s: self._accept(s, conversation_id, text, token))
         if isinstance(accepted, SendResult):
             return accepted
-        mine, context, language = accepted
+        mine, context, language, sources = accepted
         generated = self._generate(context, language)
-        return self.writes.run(lambda s: self._store_reply(s, conversation_id, mine, text, generated))
+        # Pure CPU, outside both transactions: the write lock is not held while details are matched.
+        verdict = self._ground(generated.reply, sources, language)
+        return self.writes.run(lambda s: self._store_reply(s, conversation_id, mine, text, generated, verdict))
 
     def _accept(
         self, s: Session, conversation_id: int, text: str, token: str | None
-    ) -> SendResult | tuple[MessageView, list[tuple[str, str]], str]:
+    ) -> SendResult | tuple[MessageView, list[tuple[str, str]], str, GroundingSources | None]:
         """Store the message; a ``SendResult`` when the bot must not answer, else what to generate from."""
         state = repo.conversation_state(s, conversation_id)
         if token is not None:
@@ -123,7 +127,8 @@ class ChatService:
             return SendResult(conversation_id, "pending", mine, notice=notice, handoff=HandoffReason.ASKED.value)
         if state.status != "bot":
             return SendResult(conversation_id, state.status, mine)
-        return mine, self._context(s, conversation_id), state.language
+        sources = self.grounding.sources(s, conversation_id) if self.grounding is not None else None
+        return mine, self._context(s, conversation_id), state.language, sources
 
     def request_human(self, conversation_id: int) -> SendResult | None:
         """The "talk to a person" button: same as asking in words, without a customer message."""
@@ -175,7 +180,15 @@ class ChatService:
             future.cancel()
             raise Busy("the assistant took too long to answer; please try again") from None
 
-    def _store_reply(self, s: Session, conversation_id: int, mine: MessageView, text: str, generated: Any) -> SendResult:
+    def _ground(self, reply: Any, sources: GroundingSources | None, language: str) -> GroundingVerdict | None:
+        """Which candidate may be sent given the details each states (``chatbot.service.grounding``)."""
+        if self.grounding is None or sources is None:
+            return None
+        candidates = [(c_text, float(score)) for c_text, score in reply.candidates]
+        return self.grounding.check(candidates, sources, getattr(reply, "language", None) or language)
+
+    def _store_reply(self, s: Session, conversation_id: int, mine: MessageView, text: str, generated: Any,
+                     verdict: GroundingVerdict | None = None) -> SendResult:
         reply = generated.reply
         candidates = [(c_text, float(score)) for c_text, score in reply.candidates]
         reason = decide(text, candidates, 0, self.rules)
@@ -184,12 +197,21 @@ class ChatService:
                   "confidence": float(reply.confidence), "attention": reply.attention, "candidates": candidates,
                   "max_chars": self.settings.max_message_chars}
         handing_off = reason is HandoffReason.LOW_CONFIDENCE
+        reply_text = reply.text
+        meta: dict[str, Any] = {"handoff": reason.value} if handing_off else {}
+        if verdict is not None:
+            meta["grounding"] = verdict.as_meta()
+            if verdict.grounded:
+                reply_text = candidates[verdict.picked][0]
+            elif not handing_off and self.settings.review_mode == "auto":
+                # Nothing within the margin is grounded: a person answers (draft mode: it waits as a draft).
+                handing_off, reason = True, HandoffReason.UNGROUNDED
+                meta["handoff"] = reason.value
         draft = handing_off or self.settings.review_mode == "draft"
         try:
             # Stored only while the bot still owns the conversation, checked and written in one statement.
-            stored = repo.store_message(s, conversation_id, "bot", reply.text or "…", only_in=("bot",),
-                                        review_state="draft" if draft else "sent",
-                                        meta={"handoff": reason.value} if handing_off else None, **fields)
+            stored = repo.store_message(s, conversation_id, "bot", reply_text or "…", only_in=("bot",),
+                                        review_state="draft" if draft else "sent", meta=meta or None, **fields)
         except IllegalTransition:
             # An agent (or a handoff) took the conversation while we were decoding: the bot stays quiet.
             state = repo.conversation_state(s, conversation_id)
@@ -197,15 +219,19 @@ class ChatService:
             log.info("dropped a reply for conversation %s: it is %s now", conversation_id, status)
             return SendResult(conversation_id, status, mine)
         if handing_off:
-            notice = self._hand_off(s, conversation_id, HandoffReason.LOW_CONFIDENCE)
-            return SendResult(conversation_id, "pending", mine, notice=notice, handoff=HandoffReason.LOW_CONFIDENCE.value)
+            detail = verdict.reason() if reason is HandoffReason.UNGROUNDED and verdict is not None else None
+            notice = self._hand_off(s, conversation_id, reason, detail)
+            return SendResult(conversation_id, "pending", mine, notice=notice, handoff=reason.value)
         if draft:
             return SendResult(conversation_id, "bot", mine, awaiting_review=True)
         return SendResult(conversation_id, "bot", mine, reply=MessageView.of(stored))
 
-    def _hand_off(self, s: Session, conversation_id: int, reason: HandoffReason) -> MessageView:
+    def _hand_off(self, s: Session, conversation_id: int, reason: HandoffReason, detail: str | None = None) -> MessageView:
+        """``detail`` (e.g. "ungrounded details: 12 pm") is for the agents: kept in the notice's meta, never
+        in the text the customer reads."""
         repo.set_status(s, conversation_id, "pending")
-        notice = repo.store_message(s, conversation_id, "system", NOTICE[reason], meta={"handoff": reason.value})
+        meta = {"handoff": reason.value, **({"reason": detail} if detail else {})}
+        notice = repo.store_message(s, conversation_id, "system", NOTICE[reason], meta=meta)
         return MessageView.of(notice)
 
     def _append(self, s: Session, conversation_id: int, role: str, text: str, **fields: Any) -> repo.StoredMessage:

@@ -12,6 +12,12 @@ busy answers and hot reload work unchanged: a reload starts new children and the
 With ``processes > 1`` it is a pool: each call decodes on whichever child is free, so a worker with as
 many batch threads decodes that many batches at once (one core each). A child that dies (killed, out of
 memory) fails the batch it was decoding and is started again for the next.
+
+Each child warms its model (``chatbot.service.warmup.warm_up``: a conversation alone and a small batch in
+every language the model serves; ``settings.model_warmup``) before it reports ready, so a new pool, a
+hot-switched model or a child started again after a crash never makes a customer wait for its first, slow
+decodes. Warming inside each child is the only way to reach every child: calls from the parent go to
+whichever child is free.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import queue
 from multiprocessing.connection import Connection
 from typing import Any
 
+from chatbot.service.warmup import WarmUp
 from chatbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,12 +42,13 @@ class DecoderProcessError(RuntimeError):
 
 
 def _child_main(conn: Connection, model_path: str, settings: Settings) -> None:
-    """The child: load once, then answer ("generate", contexts, language) until ("stop",) or EOF."""
+    """The child: load and warm up once, then answer ("generate", contexts, language) until ("stop",) or EOF."""
     try:
         from chatbot.service.models import ModelRef, load_generator
+        from chatbot.service.warmup import warm_up
 
         generator = load_generator(ModelRef(None, model_path), settings)
-        conn.send(("ready", None))
+        conn.send(("ready", warm_up(generator).to_dict() if settings.model_warmup else None))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -65,6 +73,7 @@ class _Child:
         self.model_path, self.settings = model_path, settings
         self.conn: Connection | None = None
         self.process: multiprocessing.process.BaseProcess | None = None
+        self.warmup: WarmUp | None = None  # the last start's warm-up, reported with "ready"
 
     def spawn(self) -> None:
         """Start the process without waiting for it to load (several children load side by side)."""
@@ -91,7 +100,8 @@ class _Child:
         if kind != "ready":
             self.stop()
             raise DecoderProcessError(f"the decoder process could not load {self.model_path}: {detail}")
-        log.info("decoder process %s serves %s", process.pid, self.model_path)
+        self.warmup = WarmUp.from_dict(detail) if detail is not None else None
+        log.info("decoder process %s serves %s (warmed up: %s)", process.pid, self.model_path, self.warmup)
 
     @property
     def alive(self) -> bool:
@@ -150,6 +160,11 @@ class ProcessGenerator:
             raise
         for child in self._children:
             self._idle.put(child)
+
+    @property
+    def warmed(self) -> WarmUp:
+        """The children's warm-ups before they reported ready (``warm_up`` returns it instead of decoding)."""
+        return WarmUp.total([c.warmup for c in self._children if c.warmup is not None])
 
     @property
     def pids(self) -> list[int]:

@@ -3,7 +3,9 @@
 Three reasons, checked in this order: the customer asks for a person; the bot's best reply is not
 confident enough (its length-normalised log-probability is under a threshold, or it barely beats the
 runner-up, which means the model is torn between different answers); or the customer already disliked
-several bot replies in this conversation.
+several bot replies in this conversation. A fourth, ``UNGROUNDED`` (every candidate within the margin
+states a detail nobody gave), needs the conversation and the company facts and is decided by the service
+with ``chatbot.service.grounding``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class HandoffReason(str, Enum):
     ASKED = "asked_for_human"
     LOW_CONFIDENCE = "low_confidence"
     LOW_RATINGS = "low_ratings"
+    UNGROUNDED = "ungrounded_details"  # decided by the service (chatbot.service.grounding), not by ``decide``
 
 
 @dataclass(frozen=True)
@@ -91,4 +94,5 @@ NOTICE = {
     HandoffReason.ASKED: "Of course. A person from our team will join this conversation shortly.",
     HandoffReason.LOW_CONFIDENCE: "I want to get this right, so a person from our team will join shortly.",
     HandoffReason.LOW_RATINGS: "Sorry I have not been helpful. A person from our team will join shortly.",
+    HandoffReason.UNGROUNDED: "I want to get this right, so a person from our team will join shortly.",
 }

@@ -1,8 +1,10 @@
 """Turn a finished demo training run into the shipped model directory (used by scripts/train_demo_model).
 
 The shipped copy is the run's best checkpoint re-saved as fp16 safetensors (half the size, loaded back as
-float32), with its SGD dev metrics, the TF-IDF baseline on the same pairs, the exact command, settings and
-duration, and the data licenses, so the directory explains itself.
+float32), with its dev metrics in both languages (SGD dev, the CrossWOZ dev part), the TF-IDF baselines on
+the same pairs, the recipe, exact command, settings and duration, and the data licenses, so the directory
+explains itself. ``WORK/card_notes.md``, when present, is appended to the card (measurements made outside
+the script: serving cost, grounding counts).
 
     python -m chatbot.shipped.package --work WORK --out chatbot/shipped/demo
 """
@@ -19,11 +21,15 @@ DATA_LICENSES = (
      "https://github.com/google-research-datasets/dstc8-schema-guided-dialogue"),
     ("Taskmaster-4 (coffee orders), Bill Byrne and Saravanan Ganesh, Google LLC", "CC BY 4.0",
      "https://github.com/google-research-datasets/Taskmaster"),
+    ("CrossWOZ (validation split), Zhu et al. 2020, Tsinghua University CoAI", "Apache-2.0",
+     "https://github.com/thu-coai/CrossWOZ"),
+    ("ABCD sample (Action-Based Conversations Dataset), ASAPP", "MIT", "https://github.com/asappresearch/abcd"),
     ("chatterbot-corpus (English and Chinese), Gunther Cox and contributors", "BSD 3-Clause",
      "https://github.com/gunthercox/chatterbot-corpus"),
 )
-METRIC_KEYS = ("bleu", "chrf", "rouge_l", "meteor", "distinct_1", "distinct_2", "entity_copy_recall", "perplexity",
-               "n")
+METRIC_KEYS = ("bleu", "chrf", "rouge_l", "meteor", "distinct_1", "distinct_2", "entity_copy_recall", "mixing_rate",
+               "perplexity", "n")
+DEV_SETS = {"en": "sgd_dev", "zh": "crosswoz_dev"}  # metrics.json key of each language's dev set
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -33,32 +39,47 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise SystemExit(f"package: {path} is missing; run the earlier stages of scripts/train_demo_model") from None
 
 
+def _by_language(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An eval report's per-language metrics (a one-language report is its own only language)."""
+    return report.get("by_language") or {"en": report}
+
+
 def package_model(work: Path, out: Path) -> dict[str, Any]:
     """Write ``out`` from the run in ``work``; returns the metrics written to ``out/metrics.json``."""
     from chatbot.model.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
 
     run = work / "run"
     loaded = load_checkpoint(run / "model")
-    model_metrics = _read_json(work / "sgd_dev_metrics.json")
+    model_metrics = _by_language(_read_json(work / "dev_metrics.json"))
     baseline = _read_json(work / "baseline_metrics.json")
     result = _read_json(work / "train_result.json")
     command = (work / "command.txt").read_text("utf-8").strip()
     seconds = int((work / "train_seconds.txt").read_text().strip())
     train_config = json.loads((run / "train_config.json").read_text("utf-8"))
-    metrics = {
-        "sgd_dev": {k: model_metrics.get(k) for k in METRIC_KEYS},
-        "tfidf_baseline_sgd_dev": {k: baseline.get(k) for k in METRIC_KEYS if k in baseline},
-        "training": {"steps": result["steps"], "epochs_done": result["epochs_done"], "stopped": result["stopped"],
-                     "best_dev_loss": result["best_dev_loss"], "tokens_per_s": round(result["tokens_per_s"], 1),
-                     "wall_seconds": seconds},
-    }
+    metrics: dict[str, Any] = {}
+    for language, name in DEV_SETS.items():
+        if language in model_metrics:
+            metrics[name] = {k: model_metrics[language].get(k) for k in METRIC_KEYS}
+            metrics[f"tfidf_baseline_{name}"] = {k: baseline[language].get(k) for k in METRIC_KEYS
+                                                 if k in baseline.get(language, {})}
+    unconstrained = work / "dev_metrics_unconstrained.json"
+    if unconstrained.exists():
+        metrics["mixing_rate_without_script_constraint"] = {
+            DEV_SETS.get(lang, lang): m.get("mixing_rate") for lang, m in _by_language(_read_json(unconstrained)).items()}
+    metrics["training"] = {"steps": result["steps"], "epochs_done": result["epochs_done"], "stopped": result["stopped"],
+                           "best_dev_loss": result["best_dev_loss"], "tokens_per_s": round(result["tokens_per_s"], 1),
+                           "wall_seconds": seconds}
     extra = dict(loaded.config.get("extra") or {})
     extra["shipped"] = {"command": command, "wall_seconds": seconds}
     save_checkpoint(out, loaded.model, loaded.vocab, metrics=metrics, decoding=loaded.config.get("decoding"),
                     extra=extra, languages=loaded.languages, dtype="float16")
     (out / WEIGHTS_FILE).chmod(0o644)  # shipped to every user of the install
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
-    (out / "MODEL_CARD.md").write_text(model_card(loaded.config, metrics, command, train_config), "utf-8")
+    notes = work / "card_notes.md"
+    card = model_card(loaded.config, metrics, command, train_config)
+    if notes.exists():
+        card += "\n" + notes.read_text("utf-8").strip() + "\n"
+    (out / "MODEL_CARD.md").write_text(card, "utf-8")
     return metrics
 
 
@@ -67,45 +88,79 @@ def _fmt(value: Any) -> str:
 
 
 def model_card(config: dict[str, Any], metrics: dict[str, Any], command: str, train_config: dict[str, Any]) -> str:
-    dev, base, tr = metrics["sgd_dev"], metrics["tfidf_baseline_sgd_dev"], metrics["training"]
-    rows = "\n".join(f"| {k} | {_fmt(dev.get(k))} | {_fmt(base.get(k))} |" for k in METRIC_KEYS if k != "n")
+    tr = metrics["training"]
+    sets = [name for name in DEV_SETS.values() if name in metrics]
+    header = "| metric | " + " | ".join(f"{s} model | {s} TF-IDF retrieval" for s in sets) + " |"
+    rows = "\n".join(f"| {k} | " + " | ".join(f"{_fmt(metrics[s].get(k))} | {_fmt(metrics[f'tfidf_baseline_{s}'].get(k))}"
+                                              for s in sets) + " |" for k in METRIC_KEYS)
+    mixing = metrics.get("mixing_rate_without_script_constraint")
+    mixing_line = ("Mixing rate with the script constraint switched off (`CHATBOT_SCRIPT_CONSTRAINT=false`), the "
+                   "share of replies it prevents: " + ", ".join(f"{k} {_fmt(v)}" for k, v in mixing.items()) + ".\n"
+                   if mixing else "")
     licenses = "\n".join(f"- {name}: **{lic}** ({url})" for name, lic, url in DATA_LICENSES)
     m = config["model"]
-    return f"""# Shipped demo model
+    data = "\n".join(f"| `{d['spec']}` | {d['weight']} |" for d in train_config.get("data") or [])
+    return f"""# Shipped model
 
-A small {config['architecture']} (GRU encoder-decoder, Luong attention, copy mechanism):
-{config['parameters']:,} parameters, vocabulary {m['vocab_size']:,}, embeddings {m['emb_dim']}, hidden {m['hidden']},
-stored as fp16 safetensors. It exists so a fresh install answers in English and Chinese before anyone has
+A small {config['architecture']} (GRU encoder-decoder, Luong attention, copy mechanism) for English and
+Chinese: {config['parameters']:,} parameters, vocabulary {m['vocab_size']:,}, embeddings {m['emb_dim']}, hidden
+{m['hidden']}, stored as fp16 safetensors. It exists so a fresh install answers customers before anyone has
 trained a model; the nightly job replaces it with models trained on your own transcripts.
+
+What it knows: the task dialogues it was trained on (restaurant, hotel, flight, bus, train, rental-car,
+event, movie, music, weather, banking and other bookings from SGD; coffee orders from Taskmaster-4; a few
+customer-service exchanges from ABCD; Beijing hotels, restaurants and sights in Chinese from CrossWOZ; small
+talk from chatterbot-corpus). It has no access to any company's systems: order status, refunds, prices and
+opening hours are not known to it, and the service's grounding check sends replies that state such details
+to a person.
+
+## Why one model for both languages
+
+One multilingual model at the serving size of the model it replaced, not one per language: the registry,
+the nightly job, the promotion gate and the decoder processes serve one active model, and a second would
+double all of them (and the decoders' memory). Chinese gets its share of the output vocabulary and of each
+epoch through the recipe's weights, and a decoding processor keeps every reply in its conversation's script.
 
 ## How it was made
 
-Trained by the product's own pipeline (`chatbot train`, recipe `training/recipes/demo.toml`) on two
-shared CPU cores in {tr['wall_seconds'] / 60:.1f} minutes ({tr['steps']} steps, {tr['epochs_done']} epochs,
-stopped by {tr['stopped']}; {tr['tokens_per_s']} tokens/s); reproduce with `scripts/train_demo_model`.
+Trained by the product's own pipeline (`chatbot train`, recipe `training/recipes/shipped.toml`, which holds
+the data mix, weights and every setting) on one thread of a shared two-core AMD EPYC CPU in
+{tr['wall_seconds'] / 60:.1f} minutes ({tr['steps']} steps, {tr['epochs_done']} epochs, stopped by
+{tr['stopped']}; {tr['tokens_per_s']} tokens/s); reproduce with `scripts/train_demo_model`. No GPU was used.
 
 ```
 {command}
 ```
 
+Data mix (spec, weight: each pair seen that many times an epoch):
+
+| spec | weight |
+|---|---|
+{data}
+
 Training settings (`TrainConfig`):
 
 ```json
-{json.dumps(train_config, indent=2)}
+{json.dumps({k: v for k, v in train_config.items() if k != "data"}, indent=2)}
 ```
 
-## SGD dev metrics (first {dev.get('n')} pairs, `chatbot eval --limit {dev.get('n')}`)
+## Dev metrics (`chatbot eval --data sgd:...dev --data crosswoz:...@dev --limit {metrics.get('sgd_dev', {}).get('n')}`)
 
-| metric | this model | TF-IDF retrieval baseline (index: all of SGD train) |
-|---|---|---|
+SGD dev: a fixed spread over the split; CrossWOZ dev: the held-out 20% of its dialogues (`@dev`), never
+trained on. Baselines: TF-IDF nearest-neighbour retrieval indexed on SGD train and on the CrossWOZ train
+part, scored the same way. BLEU uses sacrebleu's `zh` tokenizer for Chinese.
+
+{header}
+|---|{'---|---|' * len(sets)}
 {rows}
 
+{mixing_line}
 ## Data and licenses
 
 {licenses}
 
 The model weights are derived from these corpora; redistribute them under CC BY-SA 4.0 (the most
-restrictive of the three) with this attribution.
+restrictive of them) with this attribution.
 """
 
 

@@ -386,3 +386,11 @@ _CONTEXT = (select(_M.role, _M.text, _M.review_state)
             .where(_M.conversation_id == bindparam("conversation_id"), _M.role != "system")
             .order_by(_M.seq.desc()).limit(bindparam("n")))
 _CONTEXT_BEFORE = _CONTEXT.where(_M.seq < bindparam("before_seq"))
+
+
+def conversation_texts(session: Session, conversation_id: int, limit: int = 200) -> list[str]:
+    """The texts of the conversation's last ``limit`` messages that reached the customer (customer, agent
+    and sent bot turns; drafts, rejected replies and notices left out), oldest first: what a reply may
+    take its details from (``chatbot.text.grounding``). One index range scan on (conversation_id, seq)."""
+    rows = session.execute(_CONTEXT, {"conversation_id": conversation_id, "n": limit})
+    return [text for role, text, state in rows if customer_sees(role, state)][::-1]

@@ -228,3 +228,23 @@ class AuditLog(Base):
     target: Mapped[str] = mapped_column(String(200))
     details: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CompanyFact(Base):
+    """Something true about the company that an admin wrote down (opening hours, a policy, a phone number).
+
+    The bot cannot look anything up, so these texts and the conversation are all it may state details
+    from; the grounding check (``chatbot.text.grounding``) reads every fact, whatever its language (a
+    phone number or an opening hour is the same in every language), and ``language`` says which language
+    the text is written in, for the admins.
+    """
+
+    __tablename__ = "company_facts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -3,9 +3,19 @@
 Rule-based, so it is predictable and auditable: a spaCy pipeline (``spacy.blank(lang)``, Chinese text
 split into single characters with embedded Latin/digit runs tokenized like English) and a ``Matcher``
 over token attributes (LIKE_EMAIL, LIKE_URL, LIKE_NUM, SHAPE, IS_TITLE) finds the candidates; numeric
-runs are then validated in Python (Luhn for cards, numbering-plan shapes for phones). Values known to be
-personal for a conversation (ABCD ``scenario.personal``, the store's customer record) are matched
-literally, case-insensitively, wherever they appear.
+runs are then validated in Python (Luhn for cards, numbering-plan shapes for phones, check digits for
+national ids). Values known to be personal for a conversation (ABCD ``scenario.personal``, the store's
+customer record) are matched literally, case-insensitively, wherever they appear.
+
+Names: after a cue ("my name is", "I'm", "this is", "name:", "call me", a title, a greeting), in title case,
+and in lower case after "my name is"; without a cue, a first name from the name lexicon
+(``chatbot.text.names``: Faker's lists of many locales) alone or followed by a capitalised surname
+("Michael Brown"). A first name that is also a word or a place ("Will", "May", "Austin") needs a cue or
+a known surname; a first name after a place prefix ("San Mateo") or before an organisation word ("Grace
+Cathedral") is not a person. National ids (placeholder ``<PII>``): US social security numbers, UK
+national insurance numbers, Chinese resident ids (18 characters, ISO 7064 check digit, a real birth date),
+Indian Aadhaar numbers (12 digits, Verhoeff check digit) and Canadian social insurance numbers (Luhn),
+by their written format; a bare 9- or 12-digit number only after its cue ("SSN", "Aadhaar").
 
 ``mask_card_numbers`` is the narrow, always-on mask the store applies on the way in: a full card number
 is never stored, even in data that is kept unredacted.
@@ -35,6 +45,53 @@ def luhn_valid(digits: str) -> bool:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return total % 10 == 0
+
+
+def verhoeff_valid(digits: str) -> bool:
+    """The Verhoeff check digit (Aadhaar numbers): catches every single-digit error and adjacent swap."""
+    check = 0
+    for i, ch in enumerate(reversed(digits)):
+        check = _VERHOEFF_D[check][_VERHOEFF_P[i % 8][int(ch)]]
+    return check == 0
+
+
+_VERHOEFF_D = [  # the dihedral group D5's multiplication table
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5], [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7], [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3], [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+_VERHOEFF_P = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4], [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+               [8, 9, 1, 6, 0, 4, 3, 5, 2, 7], [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+               [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8]]
+
+
+def us_ssn_valid(digits: str) -> bool:
+    """Area 001-665 or 667-899, group 01-99, serial 0001-9999 (the SSA never issues the others)."""
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return len(digits) == 9 and area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def cn_resident_id_valid(text: str) -> bool:
+    """18 characters: a region (first digit 1-8), a real birth date, a sequence, an ISO 7064 MOD 11-2 check."""
+    from datetime import date
+
+    if not re.fullmatch(r"[1-8]\d{16}[\dXx]", text):
+        return False
+    try:
+        born = date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
+    except ValueError:
+        return False
+    if not 1900 <= born.year <= date.today().year:
+        return False
+    total = sum(int(ch) * (2 ** (17 - i) % 11) for i, ch in enumerate(text[:17]))
+    return "10X98765432"[total % 11] == text[17].upper()
+
+
+def uk_nino_valid(text: str) -> bool:
+    """Two prefix letters (not D F I Q U V, second not O, not BG GB KN NK NT TN ZZ), six digits, A-D."""
+    compact = re.sub(r"\s", "", text).upper()
+    match = re.fullmatch(r"([A-CEGHJ-PR-TW-Z])([A-CEGHJ-NPR-TW-Z])\d{6}[A-D]", compact)
+    return bool(match) and compact[:2] not in ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
 
 
 def mask_card_numbers(text: str) -> str:
@@ -69,7 +126,8 @@ KNOWN_FIELD_LABELS = {
 Known = Iterable[str] | Mapping[str, Any]
 
 # When candidates overlap, the lower rank wins; among equal ranks the longer span.
-_RANK = {"CARD": 0, "EMAIL": 1, "KNOWN": 2, "ACCOUNT": 3, "PHONE": 4, "URL": 5, "ADDRESS": 6, "ZIP": 7, "NAME": 8}
+_RANK = {"CARD": 0, "EMAIL": 1, "KNOWN": 2, "PII": 3, "ACCOUNT": 4, "PHONE": 5, "URL": 6, "ADDRESS": 7, "ZIP": 8,
+         "NAME": 9}
 
 
 def redact(text: str, language: str = "en", known: Known = ()) -> str:
@@ -174,6 +232,7 @@ _US_STATES = ["al", "ak", "az", "ar", "ca", "co", "ct", "de", "fl", "ga", "hi", 
               "wi", "wy", "dc"]
 # Tokens that introduce a value but are not part of it; trimmed off the left of cue matches.
 _CUE_WORDS = {"my", "name", "is", "'s", "’s", "i", "'m", "’m", "am", "this", "call", "me", "order", "account",
+              "hi", "hello", "hey", "dear", "thanks", "thank", "you", "bye", "goodbye",
               "acct", "member", "membership", "customer", "reference", "ref", "id", "number", "no", "no.", "num",
               "#", ":", "zip", "code", "postal", "postcode", "username", "user", "it",
               "我", "叫", "的", "名", "字", "是", "邮", "编", "住", "在", "地",
@@ -233,8 +292,8 @@ class _Detector:
             if label == "NUMRUN":
                 found += _numbers(doc[start:end])
                 continue
-            if label in ("ZIP", "ACCOUNT"):
-                start = end - 1  # the cue ("zip code", "order id", a state) only locates the value
+            if label in ("ZIP", "ACCOUNT") or key == "PII_CUE":
+                start = end - 1  # the cue ("zip code", "order id", a state, "SSN") only locates the value
             elif key.endswith("_CUE"):
                 while start < end and (doc[start].lower_ in _CUE_WORDS or doc[start].is_punct):
                     start += 1
@@ -242,9 +301,65 @@ class _Detector:
                     continue
             while end > start and doc[end - 1].is_punct:  # an optional trailing "," or "." matched
                 end -= 1
+            if label == "PII" and not _national_id(doc[start:end].text, key):
+                continue
+            if label == "NAME" and not _person(doc, start, end, key):
+                continue
             span = doc[start:end]
             found.append((span.start_char, span.end_char, label, label))
         return found
+
+
+_SENTENCE_END = {".", "!", "?", ":", ";", "\n", '"', "“", "(", "-"}
+_SURNAME = r"^(?:[A-Z][a-z]+(?:'?[A-Z][a-z]+)*|[A-Z]'[A-Z][a-z]+)$"  # Smith, McCarthy, O'Brien
+_ZH_ON_BEHALF = {"帮", "给", "替", "让", "请"}  # 帮我叫 ...: "call ... for me"
+_PARTICLES = {"de", "da", "di", "del", "della", "du", "van", "von", "der", "den", "le", "la", "bin", "al"}
+
+
+def _person(doc: Any, start: int, end: int, key: str) -> bool:
+    """Whether a name candidate (cue already trimmed) is a person rather than a word, a place or a brand."""
+    from chatbot.text.names import ORG_WORDS, PLACE_PREFIXES, lexicon
+
+    lex = lexicon()
+    first = doc[start]
+    before = doc[start - 1] if start > 0 else None
+    after = doc[end] if end < len(doc) else None
+    if after is not None and after.lower_ in ORG_WORDS:
+        return False  # Charles de Gaulle Airport, Maria Hernandez Park
+    if first.lower_ in PLACE_PREFIXES or (before is not None and before.lower_ in PLACE_PREFIXES):
+        return False  # San Mateo, Santa Clara, St. Louis; "this is San Jose"
+    if key in ("NAME_LOWER_CUE", "NAME_VOC_CUE"):
+        return True  # the cue says it is a name; the pattern kept ordinary words out
+    if key == "NAME_CUE":
+        if before is not None and before.text == "叫" and start >= 3 and doc[start - 3].text in _ZH_ON_BEHALF:
+            return False  # 帮我叫个车: "call (a car) for me", not "my name is"
+        return not all(t.lower_ in lex.common for t in doc[start:end])  # "I am Very Sorry"
+    surname = doc[end - 1]
+    if key == "NAME_FULL":
+        return lex.is_clear_first(first.text) or surname.text in lex.last  # Michael Brown; Will Smith
+    # NAME_SOLO: a clear first name alone, not part of a longer proper noun ("Citizen Kane", "Tom McCarthy",
+    # "Charles de Gaulle"): the words around it are not capitalised, except a sentence's first word.
+    if not lex.is_clear_first(first.text):
+        return False
+    if after is not None and (after.text[:1].isupper() and after.is_alpha and after.text != "I"
+                              or after.lower_ in _PARTICLES
+                              or (after.text == "-" and not after.whitespace_ and not first.whitespace_)):
+        return False  # ... or a hyphenated word ("Johnny-on-the-spot")
+    if before is None or before.text in _SENTENCE_END or not before.text[:1].isupper():
+        return True
+    # After a capitalised word only when that word is an ordinary one opening the sentence ("To Amir.")
+    opens = start == 1 or doc[start - 2].text in _SENTENCE_END
+    return opens and before.lower_ in lex.common
+
+
+def _national_id(text: str, key: str) -> bool:
+    """Check a national-id candidate: its format found it, its check digits or issuing rules confirm it."""
+    digits = re.sub(r"\D", "", text)
+    if key == "PII_CUE":  # a bare number after "SSN", "SIN", "Aadhaar", "social security number"
+        if len(digits) == 9:
+            return us_ssn_valid(digits) or (digits[0] not in "08" and luhn_valid(digits))
+        return len(digits) == 12 and digits[0] in "23456789" and verhoeff_valid(digits)
+    return cn_resident_id_valid(text) or uk_nino_valid(text)
 
 
 @cache
@@ -253,6 +368,20 @@ def _detector(language: str) -> _Detector:
 
 
 def _patterns(language: str) -> dict[str, list[list[dict[str, Any]]]]:
+    from chatbot.text.names import MONTHS, ORG_WORDS, WEEKDAYS, lexicon
+
+    lex = lexicon()
+    first = sorted(lex.first)
+    # A capitalised word that can follow "call me": never a stop word, month or weekday.
+    title_word = {"IS_TITLE": True, "IS_ALPHA": True, "IS_STOP": False,
+                  "LOWER": {"NOT_IN": sorted({*MONTHS, *WEEKDAYS})}}
+    # A surname: capitalised (Smith, McCarthy, O'Brien), not an ordinary word or an organisation word, or a
+    # known last name ("Brown" is also a colour) that is not an organisation word ("Hill").
+    surname = {"TEXT": {"REGEX": _SURNAME}, "IS_STOP": False, "LOWER": {"NOT_IN": sorted(lex.common | ORG_WORDS)}}
+    known_surname = {"ORTH": {"IN": sorted(lex.last)}, "LOWER": {"NOT_IN": sorted(ORG_WORDS)}}
+    # A lower-case word after "my name is": never an ordinary word ("my name is spelled wrong").
+    lower_name = {"IS_LOWER": True, "IS_ALPHA": True, "LOWER": {"NOT_IN": sorted(lex.common)}}
+    initial = {"TEXT": {"REGEX": r"^[A-Z]\.?$"}, "OP": "?"}
     num = {"TEXT": {"REGEX": _NUM_TOKEN}}
     patterns: dict[str, list[list[dict[str, Any]]]] = {
         "EMAIL": [[{"LIKE_EMAIL": True}]],
@@ -264,10 +393,23 @@ def _patterns(language: str) -> dict[str, list[list[dict[str, Any]]]]:
                          {"LOWER": {"IN": ["id", "number", "no", "no.", "num", "#"]}},
                          {"ORTH": {"IN": [":", "#", "is", "-"]}, "OP": "{0,2}"},
                          {"TEXT": {"REGEX": r"^(?=.*\d)[A-Za-z0-9][A-Za-z0-9-]{3,}$"}}],
-                        [{"LOWER": {"IN": ["username", "user"]}}, {"LOWER": {"IN": ["name", "id"]}, "OP": "?"},
+                        [{"LOWER": "username"}, {"ORTH": {"IN": [":", "is", "-"]}, "OP": "{0,2}"},
+                         {"TEXT": {"REGEX": r"^[A-Za-z][A-Za-z0-9_.-]{2,}$"}, "LOWER": {"NOT_IN": ["is"]}}],
+                        [{"LOWER": "user"}, {"LOWER": {"IN": ["name", "id"]}},  # not "user rating"
                          {"ORTH": {"IN": [":", "is", "-"]}, "OP": "{0,2}"},
                          {"TEXT": {"REGEX": r"^[A-Za-z][A-Za-z0-9_.-]{2,}$"}, "LOWER": {"NOT_IN": ["is"]}}]],
-        "NAME_CUE": [[{"LOWER": "my"}, {"LOWER": "name"}, {"LOWER": {"IN": ["is", "'s", "’s"]}},
+        "PII_ID": [[{"TEXT": {"REGEX": r"^[1-8]\d{16}[\dXx]$"}}],  # Chinese resident id
+                   [{"TEXT": {"REGEX": r"^[A-Z]{2}\d{6}[A-D]$"}}],  # UK national insurance number
+                   [{"TEXT": {"REGEX": r"^[A-Z]{2}$"}}, {"TEXT": {"REGEX": r"^\d\d$"}}, {"TEXT": {"REGEX": r"^\d\d$"}},
+                    {"TEXT": {"REGEX": r"^\d\d$"}}, {"TEXT": {"REGEX": r"^[A-D]$"}}]],
+        "PII_CUE": [[{"LOWER": {"IN": ["ssn", "sin", "aadhaar", "aadhar", "uid", "uidai"]}},
+                     {"LOWER": {"IN": ["number", "no", "no.", "num", "#", ":", "is", "-"]}, "OP": "{0,3}"},
+                     {"TEXT": {"REGEX": r"^(\d{9}|\d{12})$"}}],
+                    [{"LOWER": "social"}, {"LOWER": {"IN": ["security", "insurance"]}},
+                     {"LOWER": {"IN": ["number", "no", "no.", "num", "#", ":", "is", "-"]}, "OP": "{0,3}"},
+                     {"TEXT": {"REGEX": r"^\d{9}$"}}]],
+        "NAME_CUE": [[{"LOWER": "call"}, {"LOWER": "me"}, title_word, {**title_word, "OP": "?"}],
+                     [{"LOWER": "my"}, {"LOWER": "name"}, {"LOWER": {"IN": ["is", "'s", "’s"]}},
                       {"IS_TITLE": True, "IS_ALPHA": True}, {"IS_TITLE": True, "IS_ALPHA": True, "OP": "?"}],
                      [{"LOWER": "name"}, {"ORTH": ":"}, {"IS_TITLE": True, "IS_ALPHA": True},
                       {"IS_TITLE": True, "IS_ALPHA": True, "OP": "?"}],
@@ -279,6 +421,15 @@ def _patterns(language: str) -> dict[str, list[list[dict[str, Any]]]]:
                      [{"LOWER": {"IN": ["mr", "mr.", "mrs", "mrs.", "ms", "ms.", "miss", "dr", "dr."]}},
                       {"ORTH": ".", "OP": "?"}, {"IS_TITLE": True, "IS_ALPHA": True},
                       {"IS_TITLE": True, "IS_ALPHA": True, "OP": "?"}]],
+        "NAME_LOWER_CUE": [[{"LOWER": "my"}, {"LOWER": "name"}, {"LOWER": {"IN": ["is", "'s", "’s"]}}, lower_name,
+                            {**lower_name, "OP": "{0,2}"}],
+                           [{"LOWER": "name"}, {"ORTH": ":"}, lower_name, {**lower_name, "OP": "{0,2}"}]],
+        "NAME_VOC_CUE": [[{"LOWER": {"IN": ["hi", "hello", "hey", "dear", "thanks", "bye", "goodbye"]}},
+                          {"ORTH": ",", "OP": "?"}, {"ORTH": {"IN": first}}],
+                         [{"LOWER": "thank"}, {"LOWER": "you"}, {"ORTH": ",", "OP": "?"}, {"ORTH": {"IN": first}}]],
+        "NAME_FULL": [[{"ORTH": {"IN": first}}, initial, {"ORTH": ".", "OP": "?"}, surname, {**surname, "OP": "?"}],
+                      [{"ORTH": {"IN": first}}, initial, {"ORTH": ".", "OP": "?"}, known_surname]],
+        "NAME_SOLO": [[{"ORTH": {"IN": first}}]],
         "ADDRESS": [[{"TEXT": {"REGEX": r"^\d{1,6}[A-Za-z]?$"}},
                      {"TEXT": {"REGEX": r"^([A-Za-z]+|\d+(st|nd|rd|th))$"}, "LOWER": {"NOT_IN": _STREET}, "OP": "{1,4}"},
                      {"LOWER": {"IN": _STREET}}, {"ORTH": ".", "OP": "?"},
@@ -334,6 +485,15 @@ def _numbers(span: Any) -> list[tuple[int, int, str, str]]:
 def _classify_number(text: str) -> str | None:
     digits = re.sub(r"\D", "", text)
     n = len(digits)
+    # National ids by their written format (a bare 9 or 12 digits needs a cue: see PII_CUE).
+    if re.fullmatch(r"\d{3}([- ])\d{2}\1\d{4}", text) and us_ssn_valid(digits):
+        return "PII"  # US social security number 123-45-6789
+    if n == 18 and re.fullmatch(r"\d{18}", text) and cn_resident_id_valid(text):
+        return "PII"  # Chinese resident id (also ends in X: PII_ID)
+    if re.fullmatch(r"[2-9]\d{3}([- ])\d{4}\1\d{4}", text) and verhoeff_valid(digits):
+        return "PII"  # Aadhaar 2345 6789 0124
+    if re.fullmatch(r"[1-79]\d{2}([- ])\d{3}\1\d{3}", text) and luhn_valid(digits):
+        return "PII"  # Canadian social insurance number 130 692 544
     if 13 <= n <= 19 and luhn_valid(digits) and re.fullmatch(r"\d[\d -]*\d", text):
         return "CARD"
     separated = bool(re.search(r"[\s().-]", text))

@@ -21,6 +21,7 @@ from training.ingest import ingest
 
 GOOD_JSONL = (FIXTURES / "conversations.jsonl").read_text(encoding="utf-8")
 GOOD_SGD = (FIXTURES / "sgd" / "dev" / "dialogues_001.json").read_text(encoding="utf-8")
+GOOD_CROSSWOZ = (FIXTURES / "crosswoz" / "val.json").read_text(encoding="utf-8")
 
 
 def _write(name: str, data: bytes | str) -> Callable[[Path], None]:
@@ -42,6 +43,19 @@ def _huge_line(directory: Path) -> None:
 def _truncated_gzip(directory: Path) -> None:
     data = gzip.compress(json.dumps(json.loads(GOOD_SGD) * 50).encode())
     (directory / "dialogues_002.json.gz").write_bytes(data[: len(data) // 2])
+
+
+def _zipped(directory: Path, *, truncate: bool = False, members: int = 1) -> None:
+    """A CrossWOZ-style ``.json.zip``: cut in half, or with more than one JSON member."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(members):
+            archive.writestr(f"part{i}.json", GOOD_CROSSWOZ)
+    data = buffer.getvalue()
+    (directory / "b.json.zip").write_bytes(data[: len(data) // 2] if truncate else data)
 
 
 # (id, format, maker of the bad file, what the message must say)
@@ -68,9 +82,23 @@ CASES = [
      ["b.csv", "line 2", "ISO-8601"]),
     ("malformed-yaml", "chatterbot", _write("b.yml", "conversations:\n- - [unclosed\n"), ["b.yml", "line", "malformed YAML"]),
     ("yaml-wrong-shape", "chatterbot", _write("b.yml", "- just a list\n"), ["b.yml", "conversations"]),
+    ("crosswoz-malformed", "crosswoz", _write("b.json", '{"1": {"messages": [}'), ["b.json", "line 1", "malformed JSON"]),
+    ("crosswoz-not-object", "crosswoz", _write("b.json", '[{"messages": []}]'), ["b.json", "JSON object of dialogues"]),
+    ("crosswoz-bad-role", "crosswoz", _write("b.json", '{"7": {"messages": [{"role": "bot", "content": "hi"}]}}'),
+     ["b.json", "dialogue '7', turn 0", "unknown role 'bot'"]),
+    ("crosswoz-bad-act", "crosswoz",
+     _write("b.json", '{"7": {"messages": [{"role": "sys", "content": "hi", "dialog_act": [["Inform", "x"]]}]}}'),
+     ["b.json", "dialogue '7', turn 0", "malformed dialog act"]),
+    ("crosswoz-wrong-format", "crosswoz", _write("b.json", '{"7": {"turns": []}}'),
+     ["b.json", "dialogue '7'", "missing field 'messages'", "CrossWOZ"]),
+    ("crosswoz-binary", "crosswoz", _write("b.json", bytes(range(256)) * 4), ["b.json", "binary"]),
+    ("crosswoz-empty", "crosswoz", _write("b.json", b""), ["b.json", "empty"]),
+    ("crosswoz-corrupt-zip", "crosswoz", lambda d: _zipped(d, truncate=True), ["b.json.zip", "zip"]),
+    ("crosswoz-zip-two-files", "crosswoz", lambda d: _zipped(d, members=2), ["b.json.zip", "one .json file", "found 2"]),
 ]
 
 GOOD = {"jsonl": ("a.jsonl", GOOD_JSONL), "sgd": ("dialogues_001.json", GOOD_SGD),
+        "crosswoz": ("a.json", GOOD_CROSSWOZ),
         "csv": ("a.csv", (FIXTURES / "conversations.csv").read_text(encoding="utf-8")),
         "chatterbot": ("a.yml", (FIXTURES / "chatterbot" / "english" / "greetings.yml").read_text(encoding="utf-8"))}
 

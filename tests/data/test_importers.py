@@ -65,6 +65,53 @@ def test_chatterbot_training_spec_names_an_installed_language() -> None:
     assert pairs and all(p.language == "zh" for p in pairs)
 
 
+def test_chatterbot_spec_names_one_file_of_an_installed_language() -> None:
+    from training.sources import load_file_pairs, parse_spec
+
+    fmt, path = parse_spec("chatterbot:english/greetings.yml")  # a recipe lists files (trivia.yml is malformed)
+    pairs = load_file_pairs(fmt, path, max_turns=3)
+    assert pairs and {p.conversation.split("/")[1] for p in pairs} == {"greetings"}
+
+
+def test_crosswoz_roles_ids_language_and_informed_values(tmp_path: Path) -> None:
+    import zipfile
+
+    records = read_all("crosswoz", FIXTURES / "crosswoz" / "val.json")
+    assert [r.external_id for r in records] == ["val/101", "val/102"]
+    assert all(r.language == "zh" for r in records)
+    first = records[0]
+    assert [m.role for m in first.messages] == ["customer", "agent", "customer", "agent"]
+    assert first.skipped_turns == 1  # the whitespace-only customer turn
+    reply = first.messages[1]
+    values = [reply.text[s["start"]:s["exclusive_end"]] for s in reply.meta["slots"]]
+    assert values == ["北京如家酒店", "010-12345678"]  # an informed value not in the text gets no span
+    assert reply.meta["slots"][0]["service"] == "酒店" and "slots" not in first.messages[0].meta
+    # the authors' distribution form: one JSON file in a zip archive, read the same
+    with zipfile.ZipFile(tmp_path / "val.json.zip", "w") as archive:
+        archive.write(FIXTURES / "crosswoz" / "val.json", "val.json")
+    zipped = read_all("crosswoz", tmp_path / "val.json.zip")
+    assert [(r.external_id, [m.text for m in r.messages]) for r in zipped] == \
+        [(r.external_id, [m.text for m in r.messages]) for r in records]
+
+
+def test_dev_and_train_parts_split_a_corpus_by_dialogue(tmp_path: Path) -> None:
+    import json
+
+    from training.sources import HELDOUT_FRACTION, load_groups
+
+    dialogues = {str(i): {"messages": [{"role": "usr", "content": f"你好{i}"}, {"role": "sys", "content": f"好的{i}"},
+                                       {"role": "usr", "content": f"谢谢{i}"}, {"role": "sys", "content": f"再见{i}"}]}
+                 for i in range(400)}
+    path = tmp_path / "val.json"
+    path.write_text(json.dumps(dialogues, ensure_ascii=False), encoding="utf-8")
+    whole, train, dev = load_groups([f"crosswoz:{path}", f"crosswoz:{path}@train", f"crosswoz:{path}@dev"], 3)
+    assert len(whole) == 800 and len(train) + len(dev) == 800
+    assert {p.conversation for p in train}.isdisjoint({p.conversation for p in dev})
+    assert abs(len({p.conversation for p in dev}) / 400 - HELDOUT_FRACTION) < 0.06
+    again = load_groups([f"crosswoz:{path}@dev"], 3)[0]
+    assert again == dev  # the same part every run
+
+
 def test_chatterbot_unknown_language_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no language 'klingon'"):
         list(get_importer("chatterbot")(Path("chatterbot:klingon"), None))

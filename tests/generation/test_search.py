@@ -251,3 +251,35 @@ def test_the_first_step_runs_once_per_request_and_later_steps_once_per_beam():
     result = beam_search(model, model.start([0, 1]), config)
     assert [len(h[0].tokens) for h in result] == [2, 2]
     assert model.step_calls == 2 and model.rows_stepped == 2 + 2 * 3  # BOS rows are not duplicated k times
+
+
+class _BareTensorState:
+    """The simplest state the step interface allows: one tensor [N, t] of the tokens fed so far."""
+
+    def __init__(self, script_model: ScriptedModel) -> None:
+        self.inner = script_model
+
+    def step(self, tokens: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from tests.generation.scripted import ScriptedState
+
+        scripted = ScriptedState(torch.zeros(state.size(0), dtype=torch.long), state)
+        log_probs, after = self.inner.step(tokens, scripted)
+        return log_probs, after.prefix
+
+    @staticmethod
+    def reorder(state: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return state.index_select(0, index)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_a_bare_tensor_state_decodes_like_a_dataclass_state(num_beams):
+    script = random_script(vocab_size=6, seed=3)
+    reference = ScriptedModel(script, vocab_size=6)
+    config = GenerationConfig(bos_token_id=BOS, eos_token_id=EOS, num_beams=num_beams, max_new_tokens=6,
+                              num_return_sequences=num_beams)
+    search = beam_search if num_beams > 1 else greedy_search
+    want = search(reference, reference.start([0]), config, [])
+    bare = _BareTensorState(ScriptedModel(script, vocab_size=6))
+    got = search(bare, torch.zeros(1, 0, dtype=torch.long), config, [])
+    assert [[h.tokens for h in row] for row in got] == [[h.tokens for h in row] for row in want]
+    assert [h.score for row in got for h in row] == pytest.approx([h.score for row in want for h in row])

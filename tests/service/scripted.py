@@ -19,13 +19,18 @@ class Reply:
 
 @dataclass
 class ScriptedReplies:
-    """Answers "re: <last customer text>" with the given best score; can hold decodes behind a gate."""
+    """Answers "re: <last customer text>" with the given best score; can hold decodes behind a gate.
+
+    ``scripts`` maps a customer text to the exact n-best ``(text, score)`` list to answer it with, best first
+    (the grounding tests need candidates that state particular details at particular scores).
+    """
 
     score: float = -0.5
     runner_up: float = -2.0
     gate: threading.Event = field(default_factory=lambda: _open_event())
     started: threading.Event = field(default_factory=threading.Event)
     batch_sizes: list[int] = field(default_factory=list)
+    scripts: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
     def generate(self, contexts: list[list[tuple[str, str]]], language: str | None = None) -> list[Reply]:
         self.batch_sizes.append(len(contexts))
@@ -34,7 +39,11 @@ class ScriptedReplies:
         out = []
         for context in contexts:
             text = f"re: {context[-1][1]}"
-            out.append(Reply(text, language, self.score, [(text, self.score), ("other", self.runner_up)],
+            candidates = [(text, self.score), ("other", self.runner_up)]
+            if context[-1][1] in self.scripts:
+                candidates = list(self.scripts[context[-1][1]])
+                text = candidates[0][0]
+            out.append(Reply(text, language, self.score, candidates,
                              {"source": [t for _, turn in context for t in turn.split()], "target": text.split(),
                               "weights": [[0.5] * sum(len(turn.split()) for _, turn in context)] * len(text.split())},
                              {"num_beams": 2}))

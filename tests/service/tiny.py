@@ -16,9 +16,13 @@ from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
 WORDS = ["hello", "where", "is", "my", "order", "refund", "please", "thanks", "the", "parcel", "arrived", "late",
          "sorry", "we", "can", "help"]
 
-# Small beams and short replies: every decode stays in the millisecond range on one thread.
+# Small beams and short replies: every decode stays in the millisecond range on one thread. Random weights
+# are never confident and write placeholders and numbers nobody gave, so neither the low-confidence nor the
+# grounding handoff applies to them; grounding is tested with scripted candidates (test_grounding.py).
+# No warm-up either: it initialises five languages' tokenizers in every decoder process (seconds each);
+# test_warmup.py turns it on.
 TINY_DECODING = {"quantize_int8": False, "num_beams": 2, "num_return_sequences": 2, "max_new_tokens": 6,
-                 "handoff_min_score": -1e9}
+                 "handoff_min_score": -1e9, "grounding": False, "model_warmup": False}
 
 
 def tiny_checkpoint(directory: Path, seed: int) -> Path:

@@ -99,3 +99,38 @@ def test_perplexity():
 
     assert metrics.perplexity(10 * math.log(4), 10) == pytest.approx(4.0)
     assert metrics.perplexity(0.0, 0) is None
+
+
+@pytest.mark.parametrize("reply, conversation, language, mixes", [
+    ("你不是我you want me to什么?", "你想要什么？", "zh", True),  # the shipped model's drift
+    ("They are located at 510-其他Park.", "Where is the park?", "en", True),
+    ("Park 在哪里？", "Where is Park Street?", "zh", False),  # the word is in the conversation
+    ("park 在哪里？", "Where is PARK Street?", "zh", False),  # compared case-insensitively
+    ("ｉＰｈｏｎｅ 15 有货。", "我想买 iPhone", "zh", False),  # fullwidth letters are the same word
+    ("iPhone 15 有货。", "我想买 iPad", "zh", True),  # a word, not a letter set: iPad does not allow iPhone
+    ("Café 在这里", "Is there a cafe?", "zh", True),  # accented letters are Latin too
+    ("请发邮件到 <EMAIL>，订单 42 号。", "我的订单", "zh", False),  # placeholders, digits, punctuation
+    ("Your order 其他 is here", "订单 其他", "en", False),  # the CJK characters are in the conversation
+    ("Your order 其 is here", "订单 其他", "de", False),  # characters, not words, for Latin languages
+    ("Your order 他们 is here", "订单 其他", "fr", True),  # 们 is not in the conversation
+    ("Bitte「warten」Sie。", "Hallo", "de", False),  # CJK punctuation is neutral
+    ("はい, sure", "hello", "es", True),  # kana are CJK
+    ("Hello 你好", "hi", "xx", False),  # a language without a constraint never mixes
+])
+def test_mixes_scripts(reply, conversation, language, mixes):
+    assert metrics.mixes_scripts(reply, conversation, language) is mixes
+
+
+def test_mixing_rate_is_reported_per_example_language():
+    scored = metrics.Scored(["你好", "hello", "hello"], ["好的", "hi", "ok"], ["你好 ok", "hi 好", "hello there"],
+                            [[], [], []])
+    # zh: "ok" is foreign; en: "好" is foreign; en: no CJK at all
+    assert metrics.mixing_rate(scored.hypotheses, scored.contexts, ["zh", "en", "en"]) == pytest.approx(2 / 3)
+    assert metrics.text_metrics(scored, language="en")["mixing_rate"] == pytest.approx(1 / 3)  # 你好 is in row 0
+    scored.languages = ["zh", "en", "en"]
+    assert metrics.text_metrics(scored, language="en")["mixing_rate"] == pytest.approx(2 / 3)
+    scored.languages = ["zh", "zh", "zh"]
+    assert metrics.text_metrics(scored)["mixing_rate"] == 1.0  # "hi", "there" are not in the conversation
+    assert metrics.mixing_rate([], [], []) == 0.0
+    with pytest.raises(ValueError):
+        metrics.mixing_rate(["a"], [], ["en"])

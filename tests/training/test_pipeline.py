@@ -14,14 +14,14 @@ from chatbot.settings import load_settings
 from chatbot.store import registry
 from chatbot.store.manager import ConversationStore
 from training.evaluate import evaluate_model
-from training.gate import Margins, decide, run_gate
+from training.gate import Margins, decide, paired_bootstrap, run_gate
 from training.sources import load_pairs, split_dev
 from training.train import train
 
 from .conftest import make_conversations, write_jsonl
 
 EVAL_KEYS = {"bleu", "chrf", "rouge_l", "meteor", "distinct_1", "distinct_2", "perplexity", "entity_copy_recall",
-             "n", "avg_len"}
+             "n", "avg_len", "mixing_rate", "decoding"}
 
 
 @pytest.fixture
@@ -54,33 +54,74 @@ def test_train_eval_register_gate_promote_and_reject(tmp_path, tiny_jsonl, tiny_
         with store.transaction() as s:
             good_id = registry.register(s, "good", str(good.model_dir)).id
             bad_id = registry.register(s, "bad", str(bad.model_dir)).id
-        first = run_gate(good.model_dir, None, eval_pairs, eval_pairs[:5], settings)
+        first = run_gate(good.model_dir, None, eval_pairs, [], settings)
         assert first.accepted, first.reasons  # nothing active yet: a complete evaluation suffices
         with store.transaction() as s:
             registry.promote(s, good_id)
-        worse = run_gate(bad.model_dir, good.model_dir, eval_pairs, eval_pairs[:5], settings)
-        assert not worse.accepted
+        worse = run_gate(bad.model_dir, good.model_dir, eval_pairs, [], settings)
+        assert worse.verdict == "reject"
         assert any(r.startswith("chrf") for r in worse.reasons) and any(r.startswith("perplexity") for r in worse.reasons)
+        chrf_check = next(c for c in worse.checks if c["metric"] == "chrf")
+        assert chrf_check["interval"][1] < 0 and chrf_check["n"] == len(eval_pairs)  # an interval, wholly below 0
         with store.transaction() as s:
             registry.reject(s, bad_id, worse.reasons)
-        same = run_gate(good.model_dir, good.model_dir, eval_pairs, eval_pairs[:5], settings)
+        same = run_gate(good.model_dir, good.model_dir, eval_pairs, [], settings)
         assert same.accepted  # equal is "not worse"
+        # the good model is closer to what "agents wrote" (the references) than the bad one: it learned them
+        learned = run_gate(good.model_dir, bad.model_dir, eval_pairs, eval_pairs[:6], settings, corrections_trained=6)
+        corrections = next(c for c in learned.checks if c["suite"] == "corrections")
+        assert corrections["passed"] and corrections["interval"][0] > 0 and corrections["n"] == 6
+        assert len(learned.candidate["corrections"]) == 6
+        too_few = run_gate(good.model_dir, bad.model_dir, eval_pairs, eval_pairs[:1], settings, corrections_trained=4)
+        assert too_few.verdict == "not enough evidence" and not too_few.accepted
+        assert too_few.reasons == ["not enough evidence: 1 held-out agent correction(s), the gate needs 2 to tell "
+                                   "whether the candidate learned them"]
         with store.transaction(read_only=True) as s:
             assert registry.active_version(s).id == good_id
             assert registry.get_version(s, bad_id).status == "rejected"
 
 
+def _scores(chrf: float, sentence: list[float], nll: list[float], corrections: list[float] | None = None,
+            **more: float) -> dict:
+    return {"chrf": chrf, "perplexity": 10.0, "entity_copy_recall": 0.8, "sentence_chrf": sentence,
+            "pair_nll": [(n, 10) for n in nll], **({"correction_chrf": corrections} if corrections is not None else {}),
+            **more}
+
+
+def test_paired_bootstrap_interval_is_seeded_and_covers_the_mean():
+    new, old = [50 + (i % 7) for i in range(200)], [49 + (i % 5) for i in range(200)]
+    mean, low, high = paired_bootstrap(new, old)
+    assert low < mean < high and paired_bootstrap(new, old) == (mean, low, high)
+    assert mean == pytest.approx(sum(a - b for a, b in zip(new, old)) / 200)
+    wide = paired_bootstrap([0, 100] * 10, [50, 50] * 10)
+    assert wide[1] < 0 < wide[2]  # noise, not a difference
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0], [])
+
+
 def test_gate_rules():
-    active = {"chrf": 50.0, "perplexity": 10.0, "entity_copy_recall": 0.8, "regression_chrf": 60.0}
-    m = Margins(chrf=1.0, perplexity=0.05, entity_copy_recall=0.02, regression_chrf=2.0)
-    assert decide(dict(active), active, m).accepted
-    within = {"chrf": 49.5, "perplexity": 10.4, "entity_copy_recall": 0.79, "regression_chrf": 58.5}
-    assert decide(within, active, m).accepted
-    worse = {"chrf": 48.0, "perplexity": 11.0, "entity_copy_recall": 0.7, "regression_chrf": 50.0}
-    d = decide(worse, active, m)
-    assert not d.accepted and len(d.reasons) == 4
+    m = Margins(chrf=1.0, perplexity=0.05, entity_copy_recall=0.02, min_corrections=3, resamples=300)
+    base = [40.0 + (i * 37) % 20 for i in range(100)]
+    active = _scores(50.0, base, [20.0] * 100, corrections=[30.0, 35.0, 28.0, 31.0])
+    assert decide(_scores(50.0, base, [20.0] * 100, corrections=[60.0, 70.0, 55.0, 64.0]), active, m).accepted
+    # a drop within the margin, or one the interval calls noise, is "not worse"
+    assert decide(_scores(49.5, [b - 0.5 for b in base], [20.1] * 100, corrections=[40.0] * 4), active, m).accepted
+    noisy = [b + (30 if i % 2 else -32) for i, b in enumerate(base)]
+    assert decide(_scores(49.0, noisy, [20.0] * 100, corrections=[40.0] * 4), active, m).accepted
+    worse = decide(_scores(45.0, [b - 5 for b in base], [23.0] * 100, corrections=[29.0, 30.0, 27.0, 30.0],
+                           entity_copy_recall=0.7), active, m)
+    assert worse.verdict == "reject" and [r.split()[0] for r in worse.reasons] == [
+        "chrf:", "perplexity", "entity_copy_recall", "not"]
+    assert all(c.get("interval") for c in worse.checks if c["metric"] in ("chrf", "perplexity"))
+    few = decide(_scores(50.0, base, [20.0] * 100, corrections=[90.0, 90.0]), active | {"correction_chrf": [1.0, 2.0]}, m)
+    assert few.verdict == "not enough evidence" and "2 held-out" in few.reasons[0]
+    untaught = decide(_scores(50.0, base, [20.0] * 100), _scores(50.0, base, [20.0] * 100), m)
+    assert untaught.accepted and any(c.get("skipped") for c in untaught.checks)  # nothing to learn, nothing judged
+    taught_unheld = decide(_scores(50.0, base, [20.0] * 100, corrections_trained=5), active, m)
+    assert taught_unheld.verdict == "not enough evidence"
     assert decide({"chrf": None, "perplexity": None}, None, m).reasons == [
         "candidate has no chrf (empty or failed evaluation)", "candidate has no perplexity (empty or failed evaluation)"]
+    assert "sentence_chrf" not in worse.candidate and "pair_nll" not in (worse.active or {})  # registry gets summaries
 
 
 def test_cli_eval_json_and_csv(tmp_path, tiny_jsonl, tiny_config):

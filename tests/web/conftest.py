@@ -29,6 +29,7 @@ os.environ.update(GRADIO_OFFLINE_ENV)
 class LiveServer:
     url: str
     service: object
+    replies: object = None  # the ScriptedReplies behind the worker (tests script candidates through it)
 
 
 def _free_port() -> int:
@@ -52,7 +53,7 @@ def live_server(tmp_path, sqlite_url, tiny_models) -> Iterator[LiveServer]:  # t
     from web.app import create_app
 
     settings = load_settings(data_dir=tmp_path / "data", database_url=sqlite_url, max_message_chars=2000,
-                             **TINY_DECODING)
+                             **{**TINY_DECODING, "grounding": True})  # scripted replies: grounding applies
     store = ConversationStore(settings)
     store.ensure_schema()
     with store.transaction() as s:  # what the admin page lists and the agent console replays with
@@ -77,6 +78,6 @@ def live_server(tmp_path, sqlite_url, tiny_models) -> Iterator[LiveServer]:  # t
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", service)
+    yield LiveServer(f"http://127.0.0.1:{port}", service, replies)
     server.should_exit = True
     thread.join(10)

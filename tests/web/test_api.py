@@ -98,3 +98,22 @@ def test_agent_pages_need_a_login(client):
     assert evil.headers["location"] == "/agent/"  # no open redirect
     assert client.get("/admin", follow_redirects=False).status_code == 303  # an agent is not an admin
     assert client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/conversations"]
+
+
+def test_customer_page_says_who_it_is_and_what_it_knows_from_settings(client, live_server):
+    settings = live_server.service.settings
+    config = client.get("/config").json()  # the customer page's Gradio config, as the browser loads it
+    texts = [str(c.get("props", {}).get("value")) for c in config["components"]]
+    assert config["title"] == f"{settings.company_name} support"
+    welcome = next(t for t in texts if settings.company_name in t)
+    assert settings.help_topics in welcome and "Talk to a person" in welcome
+    examples = str([c for c in config["components"] if c.get("props", {}).get("elem_id") == "example-questions"])
+    assert all(q in examples for q in settings.example_questions)
+    assert any("\u4e00" <= ch <= "\u9fff" for q in settings.example_questions for ch in q)  # both languages
+
+
+def test_welcome_text_is_escaped():
+    from web.customer import welcome_html
+
+    page = welcome_html("<img src=x onerror=alert(1)> & Co", "orders <script>")
+    assert "<img" not in page and "<script>" not in page and "&lt;img src=x" in page and "&amp; Co" in page

@@ -27,9 +27,10 @@ from chatbot.store.manager import ConversationStore
 
 pytestmark = pytest.mark.slow
 SERVE = [sys.executable, "-c", "from chatbot.cli import main; main()", "serve"]
-# The tiny model with short beams, one torch thread per replica, no low-confidence handoff.
+# The tiny model with short beams, one torch thread per replica, no low-confidence or grounding handoff.
 REPLICA_SETTINGS = {"CHATBOT_QUANTIZE_INT8": "false", "CHATBOT_NUM_BEAMS": "2", "CHATBOT_NUM_RETURN_SEQUENCES": "2",
-                    "CHATBOT_MAX_NEW_TOKENS": "6", "CHATBOT_HANDOFF_MIN_SCORE": "-1e9", "CHATBOT_TORCH_THREADS": "1"}
+                    "CHATBOT_MAX_NEW_TOKENS": "6", "CHATBOT_HANDOFF_MIN_SCORE": "-1e9", "CHATBOT_TORCH_THREADS": "1",
+                    "CHATBOT_GROUNDING": "false"}
 
 
 def _env(database_url: str, data_dir: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import importlib
 from training.importers.base import Importer, Item
 from training.importers.records import BadRecord, ConversationRecord, ImportFormatError, MessageRecord
 
-FORMATS = ("sgd", "taskmaster", "abcd", "chatterbot", "jsonl", "csv")
+FORMATS = ("sgd", "taskmaster", "abcd", "chatterbot", "crosswoz", "jsonl", "csv")
 
 __all__ = ["FORMATS", "BadRecord", "ConversationRecord", "ImportFormatError", "Importer", "Item",
            "MessageRecord", "get_importer"]

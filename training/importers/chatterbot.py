@@ -2,7 +2,8 @@
 
 Input: one ``*.yml`` file, a directory of them, or ``chatterbot:<language>`` for a language directory of
 the installed ``chatterbot-corpus`` package (``chatterbot:english``, ``chatterbot:chinese``; as a training
-``--data`` spec, ``chatterbot:english`` works too: a bare language name that is not an existing path). Each file is
+``--data`` spec, ``chatterbot:english`` works too: a bare language name that is not an existing path, or one file of it,
+``chatterbot:english/greetings.yml``). Each file is
 ``{"categories": [...], "conversations": [[turn, turn, ...], ...]}``.
 
 Mapping: turns alternate, the first is the customer's: even turns -> customer, odd turns -> agent.
@@ -34,21 +35,22 @@ PREFIX = "chatterbot:"
 
 
 def resolve(spec: str | Path) -> Path:
-    """``chatterbot:english`` -> the installed package's data directory for that language."""
+    """``chatterbot:english`` (or ``chatterbot:english/greetings.yml``) -> the installed package's data."""
     text = str(spec)
     if not text.startswith(PREFIX):
         # `--data chatterbot:english` arrives here as the bare language name.
-        if Path(text).exists() or text.strip().lower() not in LANGUAGES:
+        if Path(text).exists() or text.strip().split("/")[0].lower() not in LANGUAGES:
             return Path(text)
         text = PREFIX + text
     import chatterbot_corpus
 
-    name = text[len(PREFIX):].strip().lower()
+    name, _, file = text[len(PREFIX):].strip().partition("/")
+    name = name.lower()
     directory = Path(chatterbot_corpus.__file__).parent / "data" / name
     if not directory.is_dir():
         raise ImportFormatError(text, "", f"chatterbot-corpus has no language {name!r} "
                                 f"(available: {', '.join(sorted(LANGUAGES))})")
-    return directory
+    return directory / file if file else directory
 
 
 def read(path: Path, language: str | None) -> Iterator[Item]:
