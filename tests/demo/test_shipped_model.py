@@ -38,7 +38,7 @@ def test_the_shipped_directory_is_small_fp16_safetensors_with_its_papers():
     assert loaded.config["weights"]["dtype"] == "float16"
     assert {"en", "zh"} <= set(loaded.languages)
     card = (directory / "MODEL_CARD.md").read_text("utf-8")
-    for needle in ("CC BY-SA 4.0", "CC BY 4.0", "BSD", "chatbot train", "training/recipes/demo.toml"):
+    for needle in ("CC BY-SA 4.0", "CC BY 4.0", "BSD", "chatbot train", "training/recipes/shipped.toml", "Apache-2.0"):
         assert needle in card
 
 
@@ -49,6 +49,15 @@ def test_recorded_sgd_dev_metrics_beat_the_tfidf_baseline():
     assert model["bleu"] > baseline["bleu"]
     assert model["chrf"] > baseline["chrf"]
     assert model["entity_copy_recall"] is not None
+    assert model["n"] >= 1000 and model["bleu"] >= 16 and model["chrf"] >= 35  # issue 17's English targets
+
+
+def test_recorded_crosswoz_dev_metrics_are_well_above_retrieval_and_never_mix_scripts():
+    metrics = json.loads((shipped_model_dir() / "metrics.json").read_text("utf-8"))
+    model, baseline = metrics["crosswoz_dev"], metrics["tfidf_baseline_crosswoz_dev"]
+    assert model["n"] == baseline["n"] >= 500
+    assert model["bleu"] >= 1.5 * baseline["bleu"] and model["chrf"] >= 1.5 * baseline["chrf"]
+    assert model["mixing_rate"] == 0.0 and metrics["sgd_dev"]["mixing_rate"] == 0.0
 
 
 def _repeated_ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
@@ -67,6 +76,7 @@ def _stutters(tokens: list[str]) -> list[tuple[str, ...]]:
     ("I want to book a table for two tonight", "en"),
     ("Can I get a large latte?", "en"),
     ("你好", "zh"),
+    ("请问这家餐馆的地址在哪里？", "zh"),
 ])
 def test_customer_questions_get_sensible_replies(generator, message, language):
     reply = generator.generate([[("customer", message)]], return_attention=False)[0]
