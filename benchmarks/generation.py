@@ -170,7 +170,7 @@ def _timed(run: Callable[[torch.Tensor], object], x: torch.Tensor) -> float:
 
 def quality(model_dir: Path, limit: int) -> dict[str, float]:
     """BLEU/chrF of the float and int8 replies of ``model_dir`` on the first ``limit`` SGD dev pairs."""
-    from chatbot.generation.reply import ReplyGenerator
+    from chatbot.service.generator import ReplyGenerator
 
     sys.path.insert(0, str(REPO))  # the training package, not benchmarks/training.py next to this script
     from training import metrics

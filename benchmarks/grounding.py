@@ -29,7 +29,7 @@ SGD = ROOT / ".." / "shared" / "data" / "sgd"
 def main() -> None:
     import torch
 
-    from chatbot.generation.reply import ReplyGenerator
+    from chatbot.service.generator import ReplyGenerator
     from chatbot.service.grounding import choose
     from chatbot.settings import load_settings
     from chatbot.shipped import shipped_model_dir

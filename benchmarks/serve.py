@@ -334,11 +334,11 @@ def decode_latency(models: list[Model], runs: int) -> tuple[list[dict[str, float
     and the models still take turns every few hundred milliseconds."""
     import torch
 
-    from chatbot.generation.reply import ReplyGenerator
+    from chatbot.service.generator import ReplyGenerator
     from chatbot.settings import load_settings
 
     settings = load_settings()
-    torch.set_num_threads(settings.torch_threads or 1)  # as chatbot.service.models.load_generator
+    torch.set_num_threads(settings.torch_threads or 1)  # as chatbot.service.generator.serving_generator
     generators = {m.label: ReplyGenerator.from_checkpoint(m.path, settings=settings, int8=True) for m in models}
     contexts = [(lang, turns) for lang, turns in LATENCY_CONTEXTS
                 if all(lang in g.languages for g in generators.values())]
@@ -362,7 +362,10 @@ def decode_latency(models: list[Model], runs: int) -> tuple[list[dict[str, float
         all_ms = [ms for _, ms in measured]
         row: dict[str, float | str] = {"model": label, "p50_ms": statistics.median(all_ms),
                                        "p95_ms": statistics.quantiles(all_ms, n=20, method="inclusive")[18],
-                                       "tokens": statistics.fmean(tokens[label])}
+                                       "tokens": statistics.fmean(tokens[label]),
+                                       # what a step costs, apart from how long the model's replies are
+                                       "ms_per_token": statistics.median(ms / max(n, 1) for (_, ms), n
+                                                                         in zip(measured, tokens[label]))}
         for lang in dict.fromkeys(lang for lang, _ in contexts):
             row[f"p50 {lang}"] = statistics.median(ms for language, ms in measured if language == lang)
         rows.append(row)
@@ -378,15 +381,18 @@ def decode_latency(models: list[Model], runs: int) -> tuple[list[dict[str, float
 def print_latency(rows: list[dict[str, float | str]], setup: str, width: int) -> None:
     print(setup)
     langs = [k for k in rows[0] if k.startswith("p50 ")]
-    print(f"{'model':<{width}} {'p50 ms':>8} {'p95 ms':>8} " + " ".join(f"{k:>8}" for k in langs) + f" {'tokens':>7}")
+    print(f"{'model':<{width}} {'p50 ms':>8} {'p95 ms':>8} " + " ".join(f"{k:>8}" for k in langs)
+          + f" {'tokens':>7} {'ms/token':>8}")
     for r in rows:
         print(f"{r['model']:<{width}} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              + " ".join(f"{r[k]:>8.1f}" for k in langs) + f" {r['tokens']:>7.1f}")
+              + " ".join(f"{r[k]:>8.1f}" for k in langs) + f" {r['tokens']:>7.1f} {r['ms_per_token']:>8.2f}")
     base = rows[0]
     for r in rows[1:]:
         print(f"batch-1 decode, {r['model']} vs {base['model']}: p50 {r['p50_ms']:.1f} vs {base['p50_ms']:.1f} ms "
               f"x{ratio(r['p50_ms'], base['p50_ms']):.2f}, p95 {r['p95_ms']:.1f} vs {base['p95_ms']:.1f} ms "
-              f"x{ratio(r['p95_ms'], base['p95_ms']):.2f} (new/old: above 1 is slower)")
+              f"x{ratio(r['p95_ms'], base['p95_ms']):.2f}, per token {r['ms_per_token']:.2f} vs "
+              f"{base['ms_per_token']:.2f} ms x{ratio(r['ms_per_token'], base['ms_per_token']):.2f} "
+              "(new/old: above 1 is slower)")
 
 
 def main() -> None:

@@ -53,12 +53,19 @@ class Settings(BaseSettings):
     script_constraint: bool = Field(True, description="Replies never mix scripts: no Latin-script word in a "
                                     "Chinese reply, no CJK character in a Latin-script one, unless the "
                                     "conversation holds it. Switch off only to measure.")
-    length_penalty: float = 1.0
+    copy_bonus: float = Field(1.0, ge=0, description="Added to the log-probability of the customer's detail "
+                              "words, so replies confirm the name and time the customer gave (0: off).")
+    length_penalty: float = Field(1.5, description="Beam scores are divided by length ** length_penalty; "
+                                  "above 1 stops the search preferring short replies that drop the details.")
     num_return_sequences: int = Field(3, ge=1)
     quantize_int8: bool = Field(True, description="Serve with dynamically quantized int8 linear layers.")
 
     # --- service ------------------------------------------------------------------------------------
     review_mode: Literal["auto", "draft"] = "auto"
+    review_sample_share: float = Field(0.0, ge=0, le=1, description="In auto review mode, the share of sent "
+                                       "bot replies (by message id, so every replica picks the same ones) that "
+                                       "the agent console's review queue offers for a second look; drafts are "
+                                       "always in it.")
     handoff_min_score: float = Field(-2.5, description="Length-normalised log-prob below which the "
                                      "conversation goes to a person.")
     handoff_min_margin: float = Field(0.0, ge=0)
@@ -80,6 +87,12 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(5.0, ge=0)
     queue_max_size: int = Field(256, ge=1)
+    shadow_share: float = Field(0.25, ge=0, le=1, description="Share of live customer messages that the "
+                                "shadowed candidate (chosen in /admin or `chatbot models shadow`) also answers "
+                                "in the background, never sent; 0 turns shadow testing off.")
+    shadow_queue_size: int = Field(4, ge=1, description="Shadow decodes waiting at most; more are dropped "
+                                   "(as is every sample while customers wait for the decoder), never queued "
+                                   "behind or ahead of a customer.")
 
     # --- web ----------------------------------------------------------------------------------------
     company_name: str = Field("Demo Company", min_length=1, max_length=100,
@@ -100,9 +113,27 @@ class Settings(BaseSettings):
     request_threads: int = Field(40, ge=1, description="Requests worked on at once (the thread pool of the "
                                  "blocking handlers); 1 makes a one-request-at-a-time server.")
     access_log: bool = Field(True, description="Log one line per HTTP request.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413 "
+                                "before they are read (chunked ones as soon as they pass it).")
     secret_key: SecretStr = Field(SecretStr(""), description="Signs agent sessions; generated if empty.")
     demo_password: SecretStr = Field(SecretStr(""), description="Password `chatbot demo` gives the demo agent "
                                      "and admin it creates; generated (and printed once) if empty.")
+    session_max_age_s: int = Field(12 * 3600, ge=60, description="Staff sessions end this long after login "
+                                   "(and at once on logout, password or role change, user removal).")
+    cookie_secure: bool | None = Field(None, description="The session cookie's Secure flag; unset: on when "
+                                       "the request came over HTTPS (set true behind a TLS proxy).")
+    trusted_origins: list[str] = Field(default_factory=list, description="Origins (scheme://host:port) besides "
+                                       "the server's own that may send state-changing staff requests.")
+    login_max_failures: int = Field(5, ge=1, description="Failed logins of one account within the window "
+                                    "before further attempts get HTTP 429 until the window has passed.")
+    login_max_failures_per_address: int = Field(20, ge=1, description="Failed logins from one client address "
+                                                "within the window before it gets HTTP 429.")
+    login_failure_window_s: float = Field(900.0, gt=0, description="The login throttling window.")
+    unanswered_grace_s: float = Field(60.0, gt=0, description="A customer message still without an answer "
+                                      "this long after it was stored (a fault, a restart) is answered or "
+                                      "handed to a person by the recovery sweep.")
+    unanswered_sweep_s: float = Field(30.0, gt=0, description="How often each server runs that sweep "
+                                      "(also once at startup).")
 
     # --- training -----------------------------------------------------------------------------------
     nightly_dir: Path | None = Field(None, description="Reports and candidate models; default data_dir/nightly.")

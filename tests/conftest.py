@@ -12,7 +12,8 @@
 * ``db_url``: parametrized ``sqlite`` / ``postgresql`` - the two URLs above, empty.
 * ``engine``: ``chatbot.store.db.make_engine(db_url)`` already migrated to head; disposed after.
 * ``session_factory``: sessions on ``engine`` (``expire_on_commit=False``); you commit or roll back.
-* ``store``: a ``ConversationStore`` on ``db_url`` with the schema at head; closed after.
+* ``store``: a ``ShortcutStore`` (``tests/shortcuts.py``: a ``ConversationStore`` with one-call shortcuts)
+  on ``db_url`` with the schema at head; closed after.
 
 Use ``db_url``/``engine``/``session_factory``/``store`` for anything whose behaviour could differ
 between the engines; use ``settings`` or ``sqlite_url`` where one engine is enough and speed matters.
@@ -99,9 +100,9 @@ def session_factory(engine):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def store(db_url: str):  # type: ignore[no-untyped-def]
-    from chatbot.store import ConversationStore
+    from tests.shortcuts import ShortcutStore
 
-    store = ConversationStore(db_url)
+    store = ShortcutStore(db_url)
     store.ensure_schema()
     yield store
     store.close()

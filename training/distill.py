@@ -20,7 +20,7 @@ def teacher_pairs(teacher_dir: Path, pairs: Sequence[Pair], batch_size: int = 32
     """The same contexts with the teacher's best beam-search reply as the target."""
     from tqdm import tqdm
 
-    from chatbot.generation.reply import ReplyGenerator
+    from chatbot.service.generator import ReplyGenerator
 
     generator = ReplyGenerator.from_checkpoint(teacher_dir)
     out: list[Pair] = []
@@ -32,8 +32,8 @@ def teacher_pairs(teacher_dir: Path, pairs: Sequence[Pair], batch_size: int = 32
 
 
 def _profile(model_dir: Path, dev: Sequence[Pair], settings: Any) -> dict[str, Any]:
-    from chatbot.generation.reply import ReplyGenerator
     from chatbot.model.checkpoint import WEIGHTS_FILE
+    from chatbot.service.generator import ReplyGenerator
     from training.evaluate import evaluate_model
 
     generator = ReplyGenerator.from_checkpoint(model_dir)

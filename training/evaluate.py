@@ -37,10 +37,11 @@ class EvalReport:
 
 
 def context_limits(config: dict[str, Any], settings: Any) -> tuple[int, int]:
-    """(max_turns, max_tokens) the model was trained with, else the serving settings."""
-    train_cfg = (config.get("extra") or {}).get("train_config") or {}
-    return (int(train_cfg.get("max_turns", settings.context_turns)),
-            int(train_cfg.get("max_src_tokens", settings.context_max_tokens)))
+    """(max_turns, max_tokens) the model was trained with, else the serving settings (the serving
+    decoder's own rule, ``chatbot.service.generator.context_window``)."""
+    from chatbot.service.generator import context_window
+
+    return context_window(config, settings)
 
 
 def visible_context(pair: Pair, max_turns: int) -> str:
@@ -93,7 +94,7 @@ def evaluate_model(
     progress: bool = True,
     decoding: dict[str, Any] | None = None,
 ) -> EvalReport:
-    """Generate a reply for each pair as serving would (``chatbot.service.models.load_generator``: the
+    """Generate a reply for each pair as serving would (``chatbot.service.generator.serving_generator``: the
     settings' decoding, int8 when ``settings.quantize_int8``, the model's trained context window) and score
     them; ``decoding`` overrides settings the way ``chatbot reply --num-beams`` does. The report says which
     decoding it used (``decoding``).
@@ -102,15 +103,15 @@ def evaluate_model(
     scored on its own, so one run reports English and Chinese side by side."""
     from tqdm import tqdm
 
-    from chatbot.service.models import ModelRef, load_generator
+    from chatbot.service.generator import serving_generator
 
     if not pairs:
         raise ValueError("no evaluation pairs")
     pairs = list(pairs)[:limit] if limit else list(pairs)
     # Exactly what serving builds: the settings' decoding, int8 when serving quantizes, the model's own window.
-    generator = load_generator(ModelRef(None, str(model_dir)), settings, **(decoding or {}))
+    generator = serving_generator(model_dir, settings, **(decoding or {}))
     loaded = generator.loaded
-    max_turns, max_tokens = context_limits(loaded.config, settings)
+    max_turns, max_tokens = generator.max_turns, generator.max_tokens
     nll = teacher_forced_nll(loaded.model, loaded.vocab, pairs, max_turns, max_tokens)
 
     hyps: list[str] = []

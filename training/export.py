@@ -11,7 +11,12 @@ Each line of the output::
 
     {"context": [{"role": "customer", "text": "..."}, ...], "response": "...", "kind": "agent|approved|corrected",
      "conversation_id": 17, "language": "en", "source": "sgd", "weight": 1.0, "seq": 4,
-     "slot_values": ["7:30 pm"]}   # SGD slot values the response still contains (for entity-copy recall)
+     "slot_values": ["7:30 pm"],   # SGD slot values the response still contains (for entity-copy recall)
+     "suggestion": {"outcome": "edited", "source": "model", "rank": 1}}   # agent pairs, else null
+
+``suggestion`` says what the agent did with the replies the console suggested (``suggestion_uses``): sent the
+model's candidate (or a saved reply) as it was (``as_is``: the model already had it right), edited it, or
+ignored them all; ``null`` when nothing was suggested (or the response is not an agent's message).
 
 ``since`` selects a conversation with a message *or a review* at or after that time: the nightly job exports
 since its last successful run, and an agent's correction of an old reply is new training data even when the
@@ -41,9 +46,11 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from chatbot.store.models import Conversation, Message, Review, User, utcnow
+from chatbot.files import open_private, private_dir, write_private_text
+from chatbot.store.models import Conversation, Message, Review, SuggestionUse, User, utcnow
+from chatbot.store.retention import customer_hash
 from chatbot.text.redact import redact
-from training.sources import slot_values
+from training.slots import slot_values
 
 CORRECTION_WEIGHT = 2.0
 PAGE = 500
@@ -63,11 +70,6 @@ class ExportOptions:
                 "source": self.source, "max_context_turns": self.max_context_turns, "redact": self.redact}
 
 
-def customer_hash(user_id: int) -> str:
-    """Pseudonymous, stable reference to a customer for manifests (no name, no username)."""
-    return hashlib.sha256(f"chatbot-customer:{user_id}".encode()).hexdigest()[:32]
-
-
 def manifest_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + ".manifest.json")
 
@@ -75,7 +77,7 @@ def manifest_path(out: Path) -> Path:
 def export_pairs(session: Session, out: Path, options: ExportOptions) -> dict[str, Any]:
     """Write the pairs to ``out`` and the manifest next to it (both atomically); return the manifest."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out.parent)  # customer text: owner-only files in an owner-only directory (chatbot.files)
     kinds: Counter[str] = Counter()
     sources: Counter[str] = Counter()
     languages: Counter[str] = Counter()
@@ -83,7 +85,7 @@ def export_pairs(session: Session, out: Path, options: ExportOptions) -> dict[st
     customers: set[int] = set()
     tmp = out.with_name(out.name + ".tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
+        with open_private(tmp, "w") as fh:
             for conversation, pairs in _conversation_pairs(session, options):
                 if not pairs:
                     continue
@@ -117,7 +119,7 @@ def export_pairs(session: Session, out: Path, options: ExportOptions) -> dict[st
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_private_text(tmp, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -143,10 +145,12 @@ def _conversation_pairs(session: Session, options: ExportOptions) -> Iterator[tu
                                        .order_by(Message.conversation_id, Message.seq)):
             messages[message.conversation_id].append(message)
         corrections = _corrections(session, ids)
+        suggestions = _suggestions(session, ids)
         names = _customer_names(session, page) if options.redact else {}
         for conversation in page:
             known = _known_values(conversation, names.get(conversation.customer_id))
-            yield conversation, list(_pairs(conversation, messages[conversation.id], corrections, options, known))
+            yield conversation, list(_pairs(conversation, messages[conversation.id], corrections, options, known,
+                                            suggestions))
         session.expunge_all()
 
 
@@ -189,8 +193,19 @@ def _known_values(conversation: Conversation, user_values: dict[str, str] | None
     return {k: str(v) for k, v in known.items()}
 
 
+def _suggestions(session: Session, conversation_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """What the agent did with the suggested replies, per agent message that has a record."""
+    query = (select(SuggestionUse.message_id, SuggestionUse.outcome, SuggestionUse.source,
+                    SuggestionUse.candidate_rank)
+             .join(Message, Message.id == SuggestionUse.message_id)
+             .where(Message.conversation_id.in_(conversation_ids)))
+    return {message_id: {"outcome": outcome, "source": source, "rank": rank}
+            for message_id, outcome, source, rank in session.execute(query).tuples()}
+
+
 def _pairs(conversation: Conversation, messages: list[Message], corrections: dict[int, str],
-           options: ExportOptions, known: dict[str, str]) -> Iterator[dict[str, Any]]:
+           options: ExportOptions, known: dict[str, str],
+           suggestions: dict[int, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
     def clean(text: str) -> str:
         return redact(text, conversation.language, known) if options.redact else text
 
@@ -217,5 +232,6 @@ def _pairs(conversation: Conversation, messages: list[Message], corrections: dic
                 "conversation_id": conversation.id, "language": conversation.language,
                 "source": conversation.source, "weight": CORRECTION_WEIGHT if kind == "corrected" else 1.0,
                 "seq": message.seq, "slot_values": [v for v in values if v in response],
+                "suggestion": (suggestions or {}).get(message.id) if kind == "agent" else None,
             }
         context.append({"role": message.role, "text": shown})

@@ -74,66 +74,41 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str], tokenizer: Tok
     return sum(rouge_l_pair(tok(h), tok(r)) for h, r in zip(hypotheses, references)) / len(hypotheses)
 
 
-# --- METEOR (exact + stem stages) ---------------------------------------------------------------
+# --- METEOR (nltk: exact + stem stages) -----------------------------------------------------------
 
-_ALPHA, _BETA, _GAMMA = 0.9, 3.0, 0.5  # Lavie & Agarwal (2007) defaults, as in nltk
+class _NoSynonyms:
+    """Stands in for WordNet, which is data to download (not shipped, never fetched): nltk's METEOR then
+    runs its exact and Porter-stem stages only."""
 
-
-def _align(hyp: list[str], ref: list[str], stem: Callable[[str], str]) -> list[tuple[int, int]]:
-    """Greedy unigram alignment: exact matches first, then stem matches, left to right."""
-    pairs: list[tuple[int, int]] = []
-    free_h, free_r = set(range(len(hyp))), set(range(len(ref)))
-    for form in (lambda w: w, stem):
-        hyp_forms = {i: form(hyp[i]) for i in free_h}
-        ref_forms = {j: form(ref[j]) for j in free_r}
-        for i in sorted(free_h):
-            for j in sorted(free_r):
-                if hyp_forms[i] == ref_forms[j]:
-                    pairs.append((i, j))
-                    free_h.discard(i)
-                    free_r.discard(j)
-                    break
-    return sorted(pairs)
-
-
-def _chunks(pairs: list[tuple[int, int]]) -> int:
-    chunks, prev = 0, None
-    for i, j in pairs:
-        if prev is None or (i, j) != (prev[0] + 1, prev[1] + 1):
-            chunks += 1
-        prev = (i, j)
-    return chunks
-
-
-def meteor_pair(hypothesis: Sequence[str], reference: Sequence[str], stem: Callable[[str], str]) -> float:
-    hyp, ref = list(hypothesis), list(reference)
-    pairs = _align(hyp, ref, stem)
-    matches = len(pairs)
-    if matches == 0:
-        return 0.0
-    precision, recall = matches / len(hyp), matches / len(ref)
-    fmean = precision * recall / (_ALPHA * precision + (1 - _ALPHA) * recall)
-    penalty = _GAMMA * (_chunks(pairs) / matches) ** _BETA
-    return fmean * (1 - penalty)
+    def synsets(self, *args: object, **kwargs: object) -> list[object]:
+        return []
 
 
 def meteor(hypotheses: Sequence[str], references: Sequence[str], tokenizer: Tokenizer | None = None) -> float:
-    """Mean sentence METEOR (0-1) with exact and Porter-stem matching (no synonyms: WordNet is not shipped)."""
+    """Mean sentence METEOR (0-1), nltk's implementation (Lavie & Agarwal 2007 parameters) with exact and
+    Porter-stem matching; no synonym stage (WordNet is not shipped). Tokens come lower-cased from
+    ``tokenizer``. Each word is stemmed once per call (nltk stems every word of every pair again)."""
     from nltk.stem.porter import PorterStemmer
+    from nltk.translate.meteor_score import single_meteor_score
 
     _check_lengths(hypotheses, references)
-    tok = tokenizer or _product_tokens
-    stemmer = PorterStemmer()
-    cache: dict[str, str] = {}
-
-    def stem(word: str) -> str:
-        if word not in cache:
-            cache[word] = stemmer.stem(word)
-        return cache[word]
-
     if not hypotheses:
         return 0.0
-    return sum(meteor_pair(tok(h), tok(r), stem) for h, r in zip(hypotheses, references)) / len(hypotheses)
+    tok = tokenizer or _product_tokens
+
+    class CachedStemmer(PorterStemmer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cache: dict[str, str] = {}
+
+        def stem(self, word: str, to_lowercase: bool = True) -> str:
+            if word not in self.cache:
+                self.cache[word] = super().stem(word, to_lowercase)
+            return self.cache[word]
+
+    stemmer, synonyms = CachedStemmer(), _NoSynonyms()
+    return sum(single_meteor_score(tok(r), tok(h), stemmer=stemmer, wordnet=synonyms)  # type: ignore[arg-type]
+               for h, r in zip(hypotheses, references)) / len(hypotheses)
 
 
 # --- diversity -----------------------------------------------------------------------------------

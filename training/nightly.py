@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chatbot.files import private_dir, write_private_text
 from chatbot.settings import Settings
 from training.sources import Pair
 
@@ -80,7 +81,7 @@ def run_nightly(settings: Settings, *, full: bool = False, progress: bool = Fals
         beat = _Heartbeat(store, job_id, HEARTBEAT_S)
         beat.start()
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
+            private_dir(workdir)  # exports and reports hold customer text: owner-only (chatbot.files)
             _progress(store, job_id, workdir=str(workdir), full=full, since=since.isoformat() if since else None,
                       resumed_from=resumed.get("job_id"), job_id=job_id)
             report = _run(store, settings, job_id, workdir, full, since, resumed, progress)
@@ -117,6 +118,10 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
         **_defaults(settings, full), **_window(None if full else Path(active.path), settings),
         **_toml(settings.nightly_train_config), "dev_fraction": settings.nightly_dev_fraction})
     new_pairs, manifest = db_pairs(store, cfg.max_turns, since=None if full else since)
+    from chatbot.store.files import record_written
+
+    with store.transaction() as s:  # the work directory holds what was trained on them: erasure finds it
+        record_written(s, "nightly", workdir, manifest.get("customer_hashes") or [])
     all_pairs = new_pairs if full or since is None else db_pairs(store, cfg.max_turns)[0]
     heldout_corrections = held_out_corrections(all_pairs, settings.nightly_correction_holdout)
     held = {_key(p) for p in heldout_corrections}
@@ -164,6 +169,7 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
         with store.transaction() as s:
             v = registry.register(s, f"nightly-{job_id}-{started:%Y%m%d-%H%M}", str(result.model_dir),
                                   manifest={"export": manifest, "training": result.to_dict(), "job_id": job_id})
+            v.parent_id = None if full or active is None else active.id  # lineage: erasure follows it
             candidate_id = v.id
     _progress(store, job_id, phase="gate", candidate_id=candidate_id)
 
@@ -257,8 +263,8 @@ def _toml(path: Path | None) -> dict[str, Any]:
 
 def _write_report(workdir: Path, report: dict[str, Any]) -> dict[str, Any]:
     report["finished_at"] = datetime.now().astimezone().isoformat()
-    (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    (workdir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    write_private_text(workdir / "report.json", json.dumps(report, indent=2, default=str))
+    write_private_text(workdir / "report.md", render_markdown(report))
     return report
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.slots import slot_values
+
 REPLY_ROLES = ("agent", "bot")
 
 
@@ -33,19 +35,6 @@ class Pair:
 
     def context_text(self) -> str:
         return "\n".join(text for _, text in self.context)
-
-
-def slot_values(text: str, meta: dict[str, Any] | None) -> tuple[str, ...]:
-    """Surface strings of the slot spans the SGD importer keeps in message metadata."""
-    values: list[str] = []
-    for span in (meta or {}).get("slots") or []:
-        try:
-            value = text[int(span["start"]) : int(span["exclusive_end"])]
-        except (KeyError, TypeError, ValueError):
-            continue
-        if value.strip() and value not in values:
-            values.append(value)
-    return tuple(values)
 
 
 def pairs_from_messages(
@@ -151,7 +140,7 @@ def db_pairs(store: Any, max_turns: int, since: Any = None) -> tuple[list[Pair],
     """Export the store (redacted, corrections applied) and read the pairs back, with the manifest."""
     import tempfile
 
-    from training.export import ExportOptions, export_pairs
+    from training.export import ExportOptions, export_pairs  # here: the store and SQLAlchemy only for ``db``
 
     with tempfile.TemporaryDirectory(prefix="chatbot-export-") as tmp:
         out = Path(tmp) / "pairs.jsonl"

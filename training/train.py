@@ -122,7 +122,9 @@ class TrainConfig(BaseModel):
                                   "reads it when no --data is given.")
     model: dict[str, Any] = Field(default_factory=dict)
     decoding: dict[str, Any] = Field(default_factory=dict, description="Decoding settings recorded in the model "
-                                     "(GenerationConfig names), over the serving settings'; `chatbot eval` uses them.")
+                                     "(GenerationConfig names), over the serving settings'; used where a "
+                                     "checkpoint decodes without serving settings (a distillation teacher). "
+                                     "Serving, `chatbot eval` and the gate decode with the settings.")
     seed: int = 1234
     epochs: int = Field(20, ge=1)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps; the LR schedule ends there.")
@@ -166,14 +168,9 @@ class TrainConfig(BaseModel):
     @field_validator("decoding")
     @classmethod
     def _known_decoding(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from chatbot.generation.config import GenerationConfig
+        from chatbot.generation.config import check_decoding
 
-        settable = set(GenerationConfig.__dataclass_fields__) - {"bos_token_id", "eos_token_id"}  # the vocab's
-        unknown = sorted(set(value) - settable)
-        if unknown:
-            raise ValueError(f"unknown decoding settings: {', '.join(unknown)}")
-        GenerationConfig(bos_token_id=1, eos_token_id=2, **value)  # nonsense fails here, not after training
-        return value
+        return check_decoding(value)  # nonsense fails here, not after training
 
     def model_config_for(self, vocab_size: int) -> Seq2SeqConfig:
         try:
@@ -239,11 +236,24 @@ def _any_rank(flag: bool, d: Dist) -> bool:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)  # a failed write surfaces as torch's RuntimeError ("unexpected pos ...")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from exc
+
+
+def _write_error(path: Path, exc: BaseException) -> TrainError:
+    """A failed write (disk full, read-only directory) as one clear line; the last good files stay as they were."""
+    first = (str(exc).splitlines() or [""])[0]
+    reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+              else "the write failed" if not first or first.startswith("[enforce fail") else first)
+    return TrainError(f"cannot write {path}: {reason} (disk full or not writable?); the last saved checkpoint "
+                      "is kept, and --resume continues from it once there is room")
 
 
 def data_fingerprint(pairs: Sequence[Pair]) -> str:
@@ -376,205 +386,269 @@ def train(
 
     ``manifest`` (what the data was: specs, counts, the store export's manifest) goes into the checkpoint's
     ``config.json`` so a registered model can say what it was trained on (``chatbot forget`` reads it)."""
-    from tqdm import tqdm
-
     d = init_distributed()
     if threads:
         torch.set_num_threads(threads)
     if not train_pairs:
         raise TrainError("no training pairs")
     out_dir = Path(out_dir)
-    state_path = out_dir / STATE_FILE
-    state: dict[str, Any] | None = None
-    if resume:
-        if not state_path.exists():
-            raise TrainError(f"--resume: no {STATE_FILE} in {out_dir}; start without --resume")
-        state = torch.load(state_path, weights_only=True)
-        if state["data"] != data_fingerprint(train_pairs):
-            raise TrainError(f"--resume: {out_dir} was trained on different data; use a new --out")
-        cfg = TrainConfig(**json.loads(state["config"]))
-        if state["finished"]:
-            raise TrainError(f"--resume: the run in {out_dir} already finished ({state['finished']})")
-    elif state_path.exists():
-        raise TrainError(f"{out_dir} already holds a training run; pass --resume to continue it or use a new --out")
+    state, cfg = _saved_state(out_dir, train_pairs, cfg, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     decoding = {**(decoding or {}), **cfg.decoding}
+    run = _Run(train_pairs, dev_pairs, out_dir, cfg, d, state, init_from=init_from, decoding=decoding,
+               manifest=manifest)
+    return run.loop(max_minutes=max_minutes, progress=progress, handle_signals=handle_signals)
 
-    torch.manual_seed(cfg.seed)
-    if resume:
-        vocab = Vocab.load(out_dir / "vocab.json")
-        model = Seq2Seq(Seq2SeqConfig(**json.loads(state["model_config"])))  # type: ignore[index]
-    elif init_from is not None:
-        model, vocab = _load_model(init_from)
-    else:
-        vocab = build_vocab(train_pairs, cfg)
-        model = Seq2Seq(cfg.model_config_for(len(vocab)))
-    if d.main and not resume:
-        vocab.save(out_dir / "vocab.json")
-        (out_dir / "train_config.json").write_text(cfg.model_dump_json(indent=2))
 
-    examples = encode_pairs(train_pairs, vocab, cfg.max_turns, cfg.max_src_tokens, cfg.max_tgt_tokens)
-    dev_examples = encode_pairs(dev_pairs, vocab, cfg.max_turns, cfg.max_src_tokens, cfg.max_tgt_tokens)
-    sampler = BucketBatchSampler([example_lengths(e) for e in examples], cfg.max_tokens, cfg.max_batch_size,
-                                 cfg.seed, rank=d.rank, world_size=d.world_size)
-    steps_per_epoch = len(sampler)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:  # a time-boxed run: let the cosine decay finish inside the box
-        total_steps = min(total_steps, cfg.max_steps)
+def _saved_state(out_dir: Path, train_pairs: Sequence[Pair], cfg: TrainConfig, resume: bool
+                 ) -> tuple[dict[str, Any] | None, TrainConfig]:
+    """The state to resume from (and the config it was trained with), or None for a fresh run; refuses
+    to resume other data or a finished run, and to start over an existing run."""
+    state_path = out_dir / STATE_FILE
+    if not resume:
+        if state_path.exists():
+            raise TrainError(f"{out_dir} already holds a training run; pass --resume to continue it or use a new --out")
+        return None, cfg
+    if not state_path.exists():
+        raise TrainError(f"--resume: no {STATE_FILE} in {out_dir}; start without --resume")
+    state = torch.load(state_path, weights_only=True)
+    if state["data"] != data_fingerprint(train_pairs):
+        raise TrainError(f"--resume: {out_dir} was trained on different data; use a new --out")
+    cfg = TrainConfig(**json.loads(state["config"]))
+    if state["finished"]:
+        raise TrainError(f"--resume: the run in {out_dir} already finished ({state['finished']})")
+    return state, cfg
 
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name or name.endswith("bias") else decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total_steps, cfg.min_lr_ratio))
 
-    step, epoch, batch_pos = 0, 0, 0
-    best, bad_evals, prior_elapsed, tokens_seen = None, 0, 0.0, 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step, epoch, batch_pos = state["step"], state["epoch"], state["batch_pos"]
-        best, bad_evals = state["best_dev_loss"], state["bad_evals"]
-        prior_elapsed, tokens_seen = state["elapsed_s"], state["tokens_seen"]
-    log = MetricsLog(out_dir / METRICS_FILE, step if resume else None) if d.main else None
+class _Run:
+    """One training run's state: model, optimizer, data order and counters, saved whole by ``save_state``
+    and restored from it. ``loop`` is the step loop; the rest are its pieces."""
 
-    ddp_model: torch.nn.Module = model
-    if d.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ddp_model = DistributedDataParallel(model)
-
-    def save_state() -> None:
-        if not d.main:
-            return
-        atomic_torch_save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(), "step": step, "epoch": epoch, "batch_pos": batch_pos,
-            "best_dev_loss": best, "bad_evals": bad_evals, "elapsed_s": prior_elapsed + (time.monotonic() - t0),
-            "tokens_seen": tokens_seen, "data": data_fingerprint(train_pairs), "config": cfg.model_dump_json(),
-            "finished": "" if stopped == "interrupted" or (stopped in ("epochs", "max_minutes") and epoch < cfg.epochs)
-                        else stopped,
-            "model_config": json.dumps(model.config.to_dict()),
-        }, state_path)
-
-    def evaluate_dev() -> bool:
-        """Log dev loss; save the model when it improved. True when patience ran out."""
-        nonlocal best, bad_evals, last_eval_step
-        if not dev_examples:
-            return False
-        last_eval_step = step
-        nll, n = dev_loss(model, dev_examples, vocab, cfg.max_tokens, cfg.max_batch_size)
-        loss = nll / max(n, 1)
-        if best is None or loss < best - 1e-4:
-            best, bad_evals = loss, 0
-            if d.main:
-                _save_model(model, vocab, out_dir / MODEL_SUBDIR, cfg, {"step": step, "dev_loss": loss}, decoding,
-                            manifest)
+    def __init__(self, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_dir: Path, cfg: TrainConfig,
+                 d: Dist, state: dict[str, Any] | None, *, init_from: Path | None, decoding: dict[str, Any],
+                 manifest: dict[str, Any] | None) -> None:
+        self.train_pairs, self.out_dir, self.cfg, self.d = train_pairs, out_dir, cfg, d
+        self.decoding, self.manifest = decoding, manifest
+        self.state_path = out_dir / STATE_FILE
+        resume = state is not None
+        torch.manual_seed(cfg.seed)
+        if state is not None:
+            self.vocab = Vocab.load(out_dir / "vocab.json")
+            self.model = Seq2Seq(Seq2SeqConfig(**json.loads(state["model_config"])))
+        elif init_from is not None:
+            self.model, self.vocab = _load_model(init_from)
         else:
-            bad_evals += 1
-        if log is not None:
-            log.append(step=step, epoch=round(epoch + batch_pos / steps_per_epoch, 4), dev_loss=loss,
-                       dev_perplexity=math.exp(min(loss, 50)))
-        return bad_evals >= cfg.patience
+            self.vocab = build_vocab(train_pairs, cfg)
+            self.model = Seq2Seq(cfg.model_config_for(len(self.vocab)))
+        if d.main and not resume:
+            self.vocab.save(out_dir / "vocab.json")
+            (out_dir / "train_config.json").write_text(cfg.model_dump_json(indent=2))
 
-    t0 = time.monotonic()
-    last_ckpt = t0
-    window_loss, window_tokens, window_real, window_t0 = 0.0, 0, 0, t0
-    stopped = "epochs"
-    last_eval_step = step
-    model.train()
-    bar = tqdm(total=total_steps, initial=step, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
-    stop_signal = _StopOnSignal(handle_signals)
-    try:
-        stop_signal.__enter__()
-        while epoch < cfg.epochs and stopped == "epochs":
-            global_batches = sampler.global_batches(epoch)
-            for global_idx in global_batches[batch_pos:]:
-                batch = collate([examples[i] for i in global_idx[d.rank :: d.world_size]], vocab)
-                global_tokens = sum(len(examples[i].tgt_ids) + 1 for i in global_idx)  # type: ignore[arg-type]
-                local_tokens = int(batch.tgt_mask.sum())  # type: ignore[union-attr]
-                mean_loss = batch_loss(ddp_model, batch, cfg)
-                loss = mean_loss * (local_tokens * d.world_size / global_tokens)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-                optimizer.step()
-                step_lr = scheduler.get_last_lr()[0]  # the rate this step used
-                scheduler.step()
-                step += 1
-                batch_pos += 1
-                real = int(batch.src_mask.sum()) + local_tokens  # source + target tokens, padding excluded
-                tokens_seen += real * d.world_size  # ranks hold near-equal shares; not worth a collective
-                window_loss += float(mean_loss.detach()) * local_tokens
-                window_tokens += local_tokens
-                window_real += real * d.world_size
-                bar.update(1)
-                if step % cfg.log_every == 0 or batch_pos == steps_per_epoch:
+        self.examples = encode_pairs(train_pairs, self.vocab, cfg.max_turns, cfg.max_src_tokens, cfg.max_tgt_tokens)
+        self.dev_examples = encode_pairs(dev_pairs, self.vocab, cfg.max_turns, cfg.max_src_tokens, cfg.max_tgt_tokens)
+        self.sampler = BucketBatchSampler([example_lengths(e) for e in self.examples], cfg.max_tokens,
+                                          cfg.max_batch_size, cfg.seed, rank=d.rank, world_size=d.world_size)
+        self.steps_per_epoch = len(self.sampler)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:  # a time-boxed run: let the cosine decay finish inside the box
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.ndim < 2 or "norm" in name or name.endswith("bias") else decay).append(p)
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
+
+        self.step, self.epoch, self.batch_pos = 0, 0, 0
+        self.best: float | None = None
+        self.bad_evals, self.prior_elapsed, self.tokens_seen = 0, 0.0, 0
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
+            self.best, self.bad_evals = state["best_dev_loss"], state["bad_evals"]
+            self.prior_elapsed, self.tokens_seen = state["elapsed_s"], state["tokens_seen"]
+        self.log = MetricsLog(out_dir / METRICS_FILE, self.step if resume else None) if d.main else None
+
+        self.ddp_model: torch.nn.Module = self.model
+        if d.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp_model = DistributedDataParallel(self.model)
+        self.stopped = "epochs"
+        self.last_eval_step = self.step
+        self.t0 = time.monotonic()
+        # Train loss and tokens since the last log line.
+        self.window_loss, self.window_tokens, self.window_real, self.window_t0 = 0.0, 0, 0, self.t0
+        self.step_lr = 0.0
+
+    def fraction_of_epochs(self) -> float:
+        return round(self.epoch + self.batch_pos / self.steps_per_epoch, 4)
+
+    def save_state(self) -> None:
+        if not self.d.main:
+            return
+        stopped, epochs = self.stopped, self.cfg.epochs
+        atomic_torch_save({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": torch.get_rng_state(), "step": self.step,
+            "epoch": self.epoch, "batch_pos": self.batch_pos, "best_dev_loss": self.best,
+            "bad_evals": self.bad_evals, "elapsed_s": self.prior_elapsed + (time.monotonic() - self.t0),
+            "tokens_seen": self.tokens_seen, "data": data_fingerprint(self.train_pairs),
+            "config": self.cfg.model_dump_json(),
+            "finished": "" if stopped == "interrupted" or (stopped in ("epochs", "max_minutes") and self.epoch < epochs)
+                        else stopped,
+            "model_config": json.dumps(self.model.config.to_dict()),
+        }, self.state_path)
+
+    def save_model(self, info: dict[str, Any]) -> None:
+        _save_model(self.model, self.vocab, self.out_dir / MODEL_SUBDIR, self.cfg, info, self.decoding,
+                    self.manifest)
+
+    def evaluate_dev(self) -> bool:
+        """Log dev loss; save the model when it improved. True when patience ran out."""
+        if not self.dev_examples:
+            return False
+        cfg = self.cfg
+        self.last_eval_step = self.step
+        nll, n = dev_loss(self.model, self.dev_examples, self.vocab, cfg.max_tokens, cfg.max_batch_size)
+        loss = nll / max(n, 1)
+        if self.best is None or loss < self.best - 1e-4:
+            self.best, self.bad_evals = loss, 0
+            if self.d.main:
+                self.save_model({"step": self.step, "dev_loss": loss})
+        else:
+            self.bad_evals += 1
+        if self.log is not None:
+            self.log.append(step=self.step, epoch=self.fraction_of_epochs(), dev_loss=loss,
+                            dev_perplexity=math.exp(min(loss, 50)))
+        return self.bad_evals >= cfg.patience
+
+    def train_step(self, global_idx: Sequence[int]) -> None:
+        """One optimizer step on this rank's share of a global batch."""
+        d, examples = self.d, self.examples
+        batch = collate([examples[i] for i in global_idx[d.rank :: d.world_size]], self.vocab)
+        global_tokens = sum(len(examples[i].tgt_ids) + 1 for i in global_idx)  # type: ignore[arg-type]
+        local_tokens = int(batch.tgt_mask.sum())  # type: ignore[union-attr]
+        mean_loss = batch_loss(self.ddp_model, batch, self.cfg)
+        loss = mean_loss * (local_tokens * d.world_size / global_tokens)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.optimizer.step()
+        self.step_lr = self.scheduler.get_last_lr()[0]  # the rate this step used
+        self.scheduler.step()
+        self.step += 1
+        self.batch_pos += 1
+        real = int(batch.src_mask.sum()) + local_tokens  # source + target tokens, padding excluded
+        self.tokens_seen += real * d.world_size  # ranks hold near-equal shares; not worth a collective
+        self.window_loss += float(mean_loss.detach()) * local_tokens
+        self.window_tokens += local_tokens
+        self.window_real += real * d.world_size
+
+    def log_window(self, bar: Any) -> None:
+        now = time.monotonic()
+        tps = self.window_real / max(now - self.window_t0, 1e-9)
+        train_loss = self.window_loss / max(self.window_tokens, 1)
+        bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tps:,.0f}")
+        if self.log is not None:
+            self.log.append(step=self.step, epoch=self.fraction_of_epochs(), train_loss=train_loss, lr=self.step_lr,
+                            tokens_per_s=tps)
+        self.window_loss, self.window_tokens, self.window_real, self.window_t0 = 0.0, 0, 0, now
+
+    def loop(self, *, max_minutes: float | None, progress: bool, handle_signals: bool) -> TrainResult:
+        from tqdm import tqdm
+
+        cfg, d = self.cfg, self.d
+        self.t0 = time.monotonic()
+        last_ckpt = self.t0
+        self.window_loss, self.window_tokens, self.window_real, self.window_t0 = 0.0, 0, 0, self.t0
+        self.stopped = "epochs"
+        self.last_eval_step = self.step
+        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and d.main), unit="step",
+                   dynamic_ncols=True)
+        stop_signal = _StopOnSignal(handle_signals)
+        try:
+            stop_signal.__enter__()
+            while self.epoch < cfg.epochs and self.stopped == "epochs":
+                global_batches = self.sampler.global_batches(self.epoch)
+                for global_idx in global_batches[self.batch_pos:]:
+                    self.train_step(global_idx)
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.batch_pos == self.steps_per_epoch:
+                        self.log_window(bar)
+                    if self.batch_pos == self.steps_per_epoch:
+                        self.epoch, self.batch_pos = self.epoch + 1, 0
+                        if self.evaluate_dev():
+                            self.stopped = "early_stopping"
+                    elif self.step % cfg.eval_every == 0 and self.evaluate_dev():
+                        self.stopped = "early_stopping"
                     now = time.monotonic()
-                    tps = window_real / max(now - window_t0, 1e-9)
-                    train_loss = window_loss / max(window_tokens, 1)
-                    bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tps:,.0f}")
-                    if log is not None:
-                        log.append(step=step, epoch=round(epoch + batch_pos / steps_per_epoch, 4),
-                                   train_loss=train_loss, lr=step_lr, tokens_per_s=tps)
-                    window_loss, window_tokens, window_real, window_t0 = 0.0, 0, 0, now
-                if batch_pos == steps_per_epoch:
-                    epoch, batch_pos = epoch + 1, 0
-                    if evaluate_dev():
-                        stopped = "early_stopping"
-                elif step % cfg.eval_every == 0 and evaluate_dev():
-                    stopped = "early_stopping"
-                now = time.monotonic()
-                out_of_time = max_minutes is not None and now - t0 >= max_minutes * 60
-                if stopped == "epochs" and (step >= total_steps or _any_rank(out_of_time, d)):
-                    stopped = "max_steps" if step >= total_steps else "max_minutes"
-                    if last_eval_step != step:  # keep what the steps since the last evaluation learned
-                        evaluate_dev()
-                if stopped == "epochs" and stop_signal.enabled and _any_rank(stop_signal.signum is not None, d):
-                    stopped = "interrupted"  # saved just below; no evaluation: whoever pressed Ctrl-C waits for it
-                    if d.main:
-                        name = signal.Signals(stop_signal.signum).name if stop_signal.signum else "a signal"
-                        bar.write(f"{name}: saving the training state at step {step} (send it again to abort "
-                                  "without saving)", file=sys.stderr)
-                if stopped != "epochs" or _any_rank(now - last_ckpt >= cfg.checkpoint_minutes * 60, d):
-                    save_state()
-                    last_ckpt = now
-                if stopped != "epochs" or batch_pos == 0:
-                    break
-    finally:
-        stop_signal.__exit__()
-        bar.close()
-    if stopped == "interrupted":
-        raise TrainingInterrupted(stop_signal.signum or signal.SIGINT, step, total_steps, state_path)
-    save_state()
-    if not dev_examples and d.main:
-        _save_model(model, vocab, out_dir / MODEL_SUBDIR, cfg, {"step": step}, decoding, manifest)
-    elapsed = time.monotonic() - t0
-    if log is not None:
-        plot_metrics(out_dir / METRICS_FILE, out_dir)
-    result = TrainResult(out_dir, out_dir / MODEL_SUBDIR, step, round(epoch + batch_pos / steps_per_epoch, 4), best,
-                         stopped, tokens_seen / max(prior_elapsed + elapsed, 1e-9), prior_elapsed + elapsed)
-    if d.main:
-        (out_dir / "train_result.json").write_text(json.dumps(result.to_dict(), indent=2))
-    return result
+                    out_of_time = max_minutes is not None and now - self.t0 >= max_minutes * 60
+                    if self.stopped == "epochs" and (self.step >= self.total_steps or _any_rank(out_of_time, d)):
+                        self.stopped = "max_steps" if self.step >= self.total_steps else "max_minutes"
+                        if self.last_eval_step != self.step:  # keep what the steps since the last evaluation learned
+                            self.evaluate_dev()
+                    if (self.stopped == "epochs" and stop_signal.enabled
+                            and _any_rank(stop_signal.signum is not None, d)):
+                        self.stopped = "interrupted"  # saved just below; no evaluation: whoever pressed Ctrl-C waits
+                        if d.main:
+                            name = signal.Signals(stop_signal.signum).name if stop_signal.signum else "a signal"
+                            bar.write(f"{name}: saving the training state at step {self.step} (send it again to "
+                                      "abort without saving)", file=sys.stderr)
+                    if self.stopped != "epochs" or _any_rank(now - last_ckpt >= cfg.checkpoint_minutes * 60, d):
+                        self.save_state()
+                        last_ckpt = now
+                    if self.stopped != "epochs" or self.batch_pos == 0:
+                        break
+        finally:
+            stop_signal.__exit__()
+            bar.close()
+        if self.stopped == "interrupted":
+            raise TrainingInterrupted(stop_signal.signum or signal.SIGINT, self.step, self.total_steps, self.state_path)
+        return self.finish()
+
+    def finish(self) -> TrainResult:
+        """Save the final state (and the model when there is no dev set to pick the best), plot, report."""
+        self.save_state()
+        if not self.dev_examples and self.d.main:
+            self.save_model({"step": self.step})
+        elapsed = self.prior_elapsed + time.monotonic() - self.t0
+        if self.log is not None:
+            plot_metrics(self.out_dir / METRICS_FILE, self.out_dir)
+        result = TrainResult(self.out_dir, self.out_dir / MODEL_SUBDIR, self.step, self.fraction_of_epochs(),
+                             self.best, self.stopped, self.tokens_seen / max(elapsed, 1e-9), elapsed)
+        if self.d.main:
+            (self.out_dir / "train_result.json").write_text(json.dumps(result.to_dict(), indent=2))
+        return result
 
 
 def decoding_of(settings: Any) -> dict[str, Any]:
-    """The decoding settings a model is trained for; saved into its checkpoint."""
-    keys = ("num_beams", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size",
-            "encoder_no_repeat_ngram_size", "length_penalty")
-    return {k: getattr(settings, k) for k in keys}
+    """The decoding settings a model is trained for; saved into its checkpoint (the keys are
+    ``chatbot.generation.config.RECORDED_DECODING``)."""
+    from chatbot.generation.config import RECORDED_DECODING, settings_decoding
+
+    return settings_decoding(settings, RECORDED_DECODING)
 
 
 def _save_model(model: Seq2Seq, vocab: Vocab, model_dir: Path, cfg: TrainConfig, info: dict[str, Any],
                 decoding: dict[str, Any] | None, manifest: dict[str, Any] | None) -> None:
     from chatbot.model.checkpoint import save_checkpoint
 
-    save_checkpoint(model_dir, model, vocab, decoding=decoding, manifest=manifest,
-                    extra={"train": info, "train_config": cfg.model_dump()})
+    try:  # written beside the old one and renamed over it: a failed write leaves the old one whole
+        save_checkpoint(model_dir, model, vocab, decoding=decoding, manifest=manifest,
+                        extra={"train": info, "train_config": cfg.model_dump()})
+    except Exception as exc:  # OSError, torch's RuntimeError, safetensors' SafetensorError ("I/O error: ...")
+        from chatbot.model.checkpoint import CheckpointError
+
+        if isinstance(exc, (TrainError, CheckpointError)):
+            raise
+        raise _write_error(model_dir, exc) from exc
 
 
 def _load_model(model_dir: Path) -> tuple[Seq2Seq, Vocab]:

@@ -1,5 +1,5 @@
-"""``/admin``: model versions with metrics, promote / rollback, nightly job reports, daily charts, the
-company facts the bot may state details from, and customer erasure. Admin sessions only; every handler
+"""``/admin``: model versions with metrics, promote / rollback, nightly job reports, daily charts, shadow
+testing and correction analytics (``web.learning``), the company facts the bot may state details from, and customer erasure. Admin sessions only; every handler
 re-checks the session and goes through the service, which audits each change. Facts are shown in a plain
 text table and result box: whatever an admin types there stays text, never HTML or Markdown."""
 
@@ -17,6 +17,8 @@ from chatbot.service.chat import ChatService
 from chatbot.service.facts import FactsService, FactView
 from web.customer import LANGUAGES
 from web.errors import guarded
+from web.escape import md_text
+from web.learning import build_learning
 from web.session import principal_from_request
 
 MODEL_COLUMNS = ["id", "name", "status", "created", "promoted", "metrics"]
@@ -80,12 +82,20 @@ def build_admin(service: ChatService) -> gr.Blocks:
                    for j in views.nightly_jobs(who)]
         return models, nightly, *charts(views.daily(who))
 
+    def serving_text(request: gr.Request) -> str:
+        """Which model answers; when the active version cannot load, that and why (plain text)."""
+        admin(request)
+        status = service.serving_status()
+        if status["problem"]:
+            return f"⚠ {status['problem']}. Reason: {status['reason']}"
+        return f"Serving {status['model']}." if status["model"] else "No model is serving."
+
     def model_action(action: str):
         def run(version_id: float | None, request: gr.Request) -> str:
             who = admin(request)
             if action == "promote" and not version_id:
                 return "Give the id of the version to promote."
-            return service.set_model(who, action, int(version_id) if version_id else None)
+            return md_text(service.set_model(who, action, int(version_id) if version_id else None))  # names a version
         return run
 
     def erase(conversation_id: float | None, confirm: bool, request: gr.Request) -> str:
@@ -127,6 +137,7 @@ def build_admin(service: ChatService) -> gr.Blocks:
 
     with gr.Blocks(title="Admin") as demo:
         gr.Markdown("## Admin  ·  [agent console](/agent)  ·  [sign out](/logout)")
+        serving = gr.Textbox(label="Serving now", interactive=False, elem_id="admin-serving")
         models = gr.Dataframe(headers=MODEL_COLUMNS, label="Model versions", interactive=False, elem_id="admin-models")
         with gr.Row():
             version = gr.Number(label="Version id", precision=0, elem_id="admin-version")
@@ -142,6 +153,8 @@ def build_admin(service: ChatService) -> gr.Blocks:
                                    y_lim=[0, 1], x_label_angle=-45, elem_id="admin-chart-rates")
             csat = gr.ScatterPlot(x="day", y="csat", title="CSAT (1-5)", y_lim=[1, 5], x_label_angle=-45,
                                   elem_id="admin-chart-csat")
+        refresh_learning, learning_outputs = build_learning(
+            service, admin, guard, (guard(overview), [models, jobs, conversations, rates, csat]))
         with gr.Accordion("Company facts: what the bot may state besides the conversation", open=True,
                           elem_id="admin-facts-section"):
             fact_table = gr.Dataframe(headers=FACT_COLUMNS, datatype="str", interactive=False, wrap=True,
@@ -165,6 +178,8 @@ def build_admin(service: ChatService) -> gr.Blocks:
 
         outputs = [models, jobs, conversations, rates, csat]
         demo.load(guard(overview), None, outputs)
+        demo.load(guard(serving_text), None, serving, api_name="serving")
+        demo.load(guard(refresh_learning), None, learning_outputs)
         promote_btn.click(guard(model_action("promote")), version, result).then(guard(overview), None, outputs)
         rollback_btn.click(guard(model_action("rollback")), version, result).then(guard(overview), None, outputs)
         erase_btn.click(guard(erase), [erase_id, erase_ok], result).then(guard(overview), None, outputs)

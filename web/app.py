@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chatbot.service.batching import GenerationWorker
 from chatbot.service.chat import ChatService
-from chatbot.service.models import active_model, loader
+from chatbot.service.factory import build_service
+from chatbot.service.recovery import RecoverySweeper
 from chatbot.settings import Settings
-from chatbot.store.manager import ConversationStore
+from web.limits import BodyLimit
+from web.security import SameOriginStaffWrites, StaffPageHeaders
 from web.session import optional_principal
 
 # Gradio and huggingface_hub read these at import time: no analytics, no hub calls, no telemetry.
@@ -42,7 +43,8 @@ class StaffPagesNeedLogin:
         if scope["type"] == "http" and scope["method"] == "GET":
             path = scope["path"].rstrip("/")
             if path in _PROTECTED:
-                who = optional_principal(self.service, Request(scope))
+                # The session and the role are read from the store: off the event loop.
+                who = await anyio.to_thread.run_sync(optional_principal, self.service, Request(scope))
                 if who is None or who.role not in _PROTECTED[path]:
                     await RedirectResponse(f"/login?next={path}/", status_code=303)(scope, receive, send)
                     return
@@ -50,14 +52,6 @@ class StaffPagesNeedLogin:
                     await RedirectResponse(f"{path}/", status_code=307)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
-
-
-def build_service(settings: Settings) -> ChatService:
-    """Store, generation worker (not started) and service for one process."""
-    store = ConversationStore(settings)
-    store.ensure_schema()
-    worker = GenerationWorker.from_settings(loader(settings), lambda: active_model(store, settings), settings)
-    return ChatService(store, settings, worker)
 
 
 def create_app(settings: Settings, service: ChatService | None = None) -> FastAPI:
@@ -77,9 +71,16 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         if service.worker is not None:
             service.worker.start()
+        if service.shadow is not None:
+            service.shadow.start()
+        sweeper = RecoverySweeper(service)  # answers what a fault or a restart left unanswered
+        sweeper.start()
         try:
             yield
         finally:
+            sweeper.stop()
+            if service.shadow is not None:
+                service.shadow.stop()
             if service.worker is not None:
                 service.worker.stop()
             service.store.close()
@@ -91,10 +92,17 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
     app.include_router(build_login_router(service))
 
     app.add_middleware(StaffPagesNeedLogin, service=service)
+    app.add_middleware(StaffPageHeaders)
+    # Before the login redirect and every handler (Gradio's event endpoints included): cross-origin staff
+    # writes never reach them.
+    app.add_middleware(SameOriginStaffWrites, trusted_origins=settings.trusted_origins,
+                       https_proxy=bool(settings.cookie_secure))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # outermost: before anything reads a body
 
     def staff_only(*roles: str):
-        def dependency(request: Request) -> str | None:
-            who = optional_principal(service, request)
+        async def dependency(request: Request) -> str | None:
+            # Gradio awaits this for its page config and every event: the store read runs in a worker thread.
+            who = await anyio.to_thread.run_sync(optional_principal, service, request)
             return who.username if who is not None and who.role in roles else None
         return dependency
 
@@ -111,6 +119,11 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
 CSS = """
 .heatmap td, .heatmap th { padding: 2px 4px; font-size: 12px; text-align: center; }
 .heatmap th.row { text-align: right; }
+.heatmap th.word span { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; }
+.heatmap td { font-size: 10px; min-width: 22px; }
+.heatmap caption, .heatmap-legend { font-size: 12px; text-align: left; margin: 4px 0; }
+#agent-queue, #review-queue { overflow-x: hidden; }
+#review-current .said { white-space: pre-wrap; overflow-wrap: anywhere; }
 .ungrounded { background: #fff4e5; border-left: 4px solid #f59e0b; padding: 6px 10px; }
 .ungrounded mark { background: #fde68a; padding: 0 2px; }
 footer { display: none !important; }

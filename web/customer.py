@@ -8,11 +8,13 @@ from typing import Any
 
 import gradio as gr
 
+from chatbot.errors import StoreError
 from chatbot.service.auth import AuthError
 from chatbot.service.batching import Busy, NoModel
 from chatbot.service.chat import ChatService
 from chatbot.service.views import MessageView
-from chatbot.store.db import StoreError
+from web.errors import public_reason
+from web.escape import html_text
 
 LANGUAGES = [("English", "en"), ("Français", "fr"), ("Deutsch", "de"), ("Español", "es"), ("中文", "zh")]
 STATUS_TEXT = {
@@ -52,81 +54,89 @@ def to_chat(messages: list[MessageView]) -> tuple[list[dict[str, str]], list[int
     return rows, ids
 
 
-def build_customer(service: ChatService) -> gr.Blocks:
-    def current(saved: dict[str, Any] | None) -> tuple[int, str] | None:
+class CustomerPage:
+    """The chat page's handlers; each call checks the browser's saved conversation and token first."""
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+
+    def current(self, saved: dict[str, Any] | None) -> tuple[int, str] | None:
         if not saved or not saved.get("id") or not saved.get("token"):
             return None
         try:
-            service.authorize_customer(int(saved["id"]), str(saved["token"]))
+            self.service.authorize_customer(int(saved["id"]), str(saved["token"]))
         except (AuthError, ValueError):
             return None
         return int(saved["id"]), str(saved["token"])
 
-    def render(conversation_id: int) -> tuple[list[dict[str, str]], list[int], str]:
-        status, messages = service.customer_messages(conversation_id)
+    def render(self, conversation_id: int) -> tuple[list[dict[str, str]], list[int], str]:
+        status, messages = self.service.customer_messages(conversation_id)
         rows, ids = to_chat(messages)
         return rows, ids, STATUS_TEXT[status]
 
-    def resume(saved: dict[str, Any] | None):
-        found = current(saved)
+    def resume(self, saved: dict[str, Any] | None):
+        found = self.current(saved)
         if found is None:
             return [], [], "Say hello to start a conversation.", _EMPTY
-        return (*render(found[0]), saved)
+        return (*self.render(found[0]), saved)
 
-    def send(text: str, saved: dict[str, Any] | None, language: str):
+    def send(self, text: str, saved: dict[str, Any] | None, language: str):
         text = (text or "").strip()
         if not text:
             return gr.skip(), gr.skip(), gr.skip(), saved, ""
-        found = current(saved)
+        found = self.current(saved)
         if found is None:
-            conversation_id, token = service.start_conversation(language)
+            conversation_id, token = self.service.start_conversation(language)
             saved = {"id": conversation_id, "token": token}
         else:
             conversation_id = found[0]
         try:
-            service.send(conversation_id, text)
+            self.service.send(conversation_id, text)
         except (Busy, NoModel) as exc:
-            gr.Warning(str(exc))
+            gr.Warning(html_text(exc))
         except StoreError as exc:
-            gr.Warning(str(exc))
-            return (*render(conversation_id), saved, text)  # keep what they typed
-        return (*render(conversation_id), saved, "")
+            gr.Warning(html_text(public_reason(exc)))
+            return (*self.render(conversation_id), saved, text)  # keep what they typed
+        return (*self.render(conversation_id), saved, "")
 
-    def refresh(saved: dict[str, Any] | None):
-        found = current(saved)
+    def refresh(self, saved: dict[str, Any] | None):
+        found = self.current(saved)
         if found is None:
             return gr.skip(), gr.skip(), gr.skip()
-        return render(found[0])
+        return self.render(found[0])
 
-    def ask_human(saved: dict[str, Any] | None):
-        found = current(saved)
+    def ask_human(self, saved: dict[str, Any] | None):
+        found = self.current(saved)
         if found is None:
             return gr.skip(), gr.skip(), "Send a message first, then we can bring in a person."
-        service.request_human(found[0])
-        return render(found[0])
+        self.service.request_human(found[0])
+        return self.render(found[0])
 
-    def like(saved: dict[str, Any] | None, ids: list[int], data: gr.LikeData):
-        found = current(saved)
+    def like(self, saved: dict[str, Any] | None, ids: list[int], data: gr.LikeData):
+        found = self.current(saved)
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
         if found is None or not 0 <= index < len(ids) or data.liked not in (True, False):
             return gr.skip(), gr.skip(), gr.skip()
         try:
-            service.rate_reply(found[0], ids[index], bool(data.liked))
+            self.service.rate_reply(found[0], ids[index], bool(data.liked))
         except StoreError:
             pass  # e.g. a like on a notice: nothing to record
-        return render(found[0])
+        return self.render(found[0])
 
-    def finish(saved: dict[str, Any] | None, score: int | None):
-        found = current(saved)
+    def finish(self, saved: dict[str, Any] | None, score: int | None):
+        found = self.current(saved)
         if found is None:
             return [], [], "Nothing to end yet.", _EMPTY
         try:
-            service.finish(found[0], int(score) if score else None)
+            self.service.finish(found[0], int(score) if score else None)
         except StoreError as exc:
-            gr.Warning(str(exc))
-        rows, ids, _ = render(found[0])
+            gr.Warning(html_text(public_reason(exc)))
+        rows, ids, _ = self.render(found[0])
         return rows, ids, "Thank you! This conversation has ended.", _EMPTY
 
+
+def build_customer(service: ChatService) -> gr.Blocks:
+    page = CustomerPage(service)
     settings = service.settings
     with gr.Blocks(title=f"{settings.company_name} support") as demo:
         saved = gr.BrowserState(_EMPTY, storage_key="chatbot-conversation")
@@ -151,11 +161,11 @@ def build_customer(service: ChatService) -> gr.Blocks:
         timer = gr.Timer(3.0)
 
         outputs = [chat, ids, status]
-        demo.load(resume, saved, [chat, ids, status, saved])
+        demo.load(page.resume, saved, [chat, ids, status, saved])
         for trigger in (box.submit, send_btn.click):
-            trigger(send, [box, saved, language], [chat, ids, status, saved, box], concurrency_id="send")
-        timer.tick(refresh, saved, outputs, show_progress="hidden", concurrency_id="refresh")
-        human_btn.click(ask_human, saved, outputs)
-        chat.like(like, [saved, ids], outputs)
-        end_btn.click(finish, [saved, csat], [chat, ids, status, saved])
+            trigger(page.send, [box, saved, language], [chat, ids, status, saved, box], concurrency_id="send")
+        timer.tick(page.refresh, saved, outputs, show_progress="hidden", concurrency_id="refresh")
+        human_btn.click(page.ask_human, saved, outputs)
+        chat.like(page.like, [saved, ids], outputs)
+        end_btn.click(page.finish, [saved, csat], [chat, ids, status, saved])
     return demo

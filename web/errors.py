@@ -8,8 +8,9 @@ from typing import Any
 
 import gradio as gr
 
+from chatbot.errors import StoreError
 from chatbot.service.auth import AuthError
-from chatbot.store.db import StoreError
+from web.escape import html_text
 
 
 def guarded(fn: Callable[..., Any], sign_in_as: str = "an agent") -> Callable[..., Any]:
@@ -20,8 +21,17 @@ def guarded(fn: Callable[..., Any], sign_in_as: str = "an agent") -> Callable[..
         try:
             return fn(*args, **kwargs)
         except AuthError as exc:
-            raise gr.Error(f"{exc} — sign in as {sign_in_as} at /login") from exc
+            raise gr.Error(html_text(f"{exc} — sign in as {sign_in_as} at /login")) from exc
         except (StoreError, ValueError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise gr.Error(html_text(exc)) from exc  # gr.Error renders HTML; the reason may quote user input
 
     return wrapper
+
+
+def public_reason(exc: Exception) -> str:
+    """What a customer may read of a store error: never the database's URL or host (the log has those)."""
+    from chatbot.errors import StoreUnavailable
+
+    if isinstance(exc, StoreUnavailable):
+        return "the service is temporarily unavailable; please try again in a few seconds"
+    return str(exc)

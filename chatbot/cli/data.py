@@ -106,6 +106,10 @@ def export_pairs(
     try:
         with store.transaction(read_only=True) as session:
             manifest = run_export(session, out, options)
+        from chatbot.store.files import record_written
+
+        with store.transaction() as session:  # so that `chatbot forget` finds this copy later
+            record_written(session, "pairs", out, manifest.get("customer_hashes") or [])
     except (StoreError, OSError) as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -124,17 +128,29 @@ def forget(
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
     """Erase a customer's conversations, messages, candidates and corrections; list models to retrain."""
+    from chatbot.store import StoreError
+    from chatbot.store.files import reclaim_space
     from chatbot.store.retention import forget_customer
 
     report = _in_transaction(ctx, lambda session: forget_customer(session, customer))
+    store = _store(ctx)
+    try:  # the deleted rows' text leaves the database files (WAL, free pages) where the engine allows
+        reclaimed = reclaim_space(store.engine)
+    except (StoreError, OSError) as exc:
+        reclaimed = f"not run: {exc}"
+    finally:
+        store.close()
     if as_json:
-        echo_json(report.as_dict())
+        echo_json(report.as_dict() | {"reclaimed": reclaimed})
         return
     typer.echo(f"deleted {report.conversations} conversations, {report.messages} messages, "
                f"{report.candidates} candidates, {report.reviews} reviews, {report.users} user")
+    for written in report.files:
+        typer.echo(f"{written['kind']} file {written['path']}: {written['action']}")
+    typer.echo(f"database: {reclaimed}")
     for version in report.model_versions:
-        typer.echo(f"retrain: model version {version['id']} {version['name']} ({version['status']}) "
-                   "was trained on this customer's data")
+        typer.echo(f"retrain: model version {version['id']} {version['name']} ({version['status']}): "
+                   f"{version['via']}")
 
 
 @app.command("purge")

@@ -1,9 +1,11 @@
-"""`chatbot db upgrade|current|downgrade|revision` and `chatbot stats`: schema and store figures."""
+"""`chatbot db upgrade|current|downgrade|revision|backup|restore` and `chatbot stats`: schema and store figures."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -102,6 +104,48 @@ def db_revision(
         url = _prepared_url(ctx)
         upgrade(url)
         command.revision(alembic_config(url), message=message, autogenerate=True)
+
+
+@db_app.command("backup")
+def db_backup(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="New file to write (owner-only); refused if it exists.")],
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Back up the configured database while it is in use: SQLite with its online backup API, PostgreSQL
+    with pg_dump (custom format; the client tools must be on PATH)."""
+    from chatbot.store.backup import backup
+
+    with _store_errors():
+        report = backup(get_settings(ctx).effective_database_url, path)
+    _show_backup(report, "backed up", as_json)
+
+
+@db_app.command("restore")
+def db_restore(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file written by `chatbot db backup`.")],
+    force: bool = typer.Option(False, "--force", help="Replace the tables of a database that has some "
+                                "(stop every server using it first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Restore a backup into the configured database, which must be empty unless --force; then run
+    `chatbot db upgrade` if this version of the product is newer than the backup."""
+    from chatbot.store.backup import restore
+
+    with _store_errors():
+        report = restore(path, get_settings(ctx).effective_database_url, force=force)
+    _show_backup(report, "restored", as_json)
+
+
+def _show_backup(report: Any, verb: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(report.__dict__)
+        return
+    counts = "" if report.conversations is None else \
+        f" ({report.conversations:,} conversations, {report.messages:,} messages)"
+    where = f"{report.url} to {report.path}" if verb == "backed up" else f"{report.path} into {report.url}"
+    typer.echo(f"{verb} {where}{counts}")
 
 
 @app.command("stats")

@@ -1,4 +1,4 @@
-"""`chatbot train`, `chatbot eval`, `chatbot models list|promote|rollback`, `chatbot nightly`, `chatbot distill`."""
+"""`chatbot train`, `chatbot eval`, `chatbot models list|promote|rollback|shadow`, `chatbot nightly`, `chatbot distill`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import typer
 
 from chatbot.cli import CliError, app, echo_json, get_settings
 
-models_app = typer.Typer(help="Model registry: list versions, promote one, roll back.", no_args_is_help=True)
+models_app = typer.Typer(help="Model registry: list versions, promote one, roll back, shadow one.",
+                         no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 DATA_HELP = "'db' (the store's export) or FORMAT:PATH, e.g. sgd:../shared/data/sgd/train. Repeatable."
@@ -68,6 +69,8 @@ def train_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="Training config TOML (TrainConfig fields)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.01, help="Stop (and save) after M minutes."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune: start from this model "
+                                             "directory's weights and vocabulary instead of a new model."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a seq2seq model on one or more data sources (--data, or the recipe's weighted data mix)."""
@@ -77,6 +80,8 @@ def train_cmd(
     settings = get_settings(ctx)
     with _clear_errors():
         cfg = TrainConfig.from_toml(config)
+        if init_from is not None and not (init_from / "config.json").is_file():
+            raise CliError(f"--init-from {init_from}: not a model directory (no config.json)")
         sources = [Source(spec) for spec in data] or [Source(e.spec, e.weight) for e in cfg.data]
         if not sources:
             raise CliError("no training data: pass --data SPEC or a --config recipe with [[data]] tables")
@@ -92,7 +97,7 @@ def train_cmd(
         typer.echo(f"{len(train_pairs)} training pairs, {len(dev_pairs)} dev pairs", err=True)
         try:
             result = train(train_pairs, dev_pairs, out, cfg, resume=resume, max_minutes=max_minutes,
-                           threads=settings.torch_threads, decoding=decoding_of(settings), manifest=manifest,
+                           init_from=init_from, threads=settings.torch_threads, decoding=decoding_of(settings), manifest=manifest,
                            handle_signals=True)
         except TrainingInterrupted as exc:
             _report_interrupted(exc)
@@ -146,7 +151,7 @@ def eval_cmd(
 
 def _version_row(v: Any) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "status": v.status, "path": v.path, "created_at": v.created_at,
-            "promoted_at": v.promoted_at, "metrics": v.metrics, "notes": v.notes}
+            "promoted_at": v.promoted_at, "metrics": v.metrics, "notes": v.notes, "shadowed_at": v.shadowed_at}
 
 
 @models_app.command("list")
@@ -194,22 +199,52 @@ def models_register(
 
 @models_app.command("promote")
 def models_promote(ctx: typer.Context, version_id: int = typer.Argument(..., help="Model version id.")) -> None:
-    """Make a version active by hand (the previous active one is retired)."""
+    """Make a version active by hand (the previous active one is retired), once it loads and answers a
+    few conversations with finite scores (a truncated or NaN-weight version is refused, nothing changes)."""
+    from chatbot.service.models import check_servable, version_ref
     from chatbot.store import registry
 
+    settings = get_settings(ctx)
+    with _clear_errors(), _store(settings) as store:
+        check_servable(version_ref(store, version_id), settings)
+        with store.transaction() as s:
+            v = registry.promote(s, version_id, reason="manual (chatbot models promote)")
+            typer.echo(f"model version {v.id} ({v.name}) is now active")
+
+
+@models_app.command("shadow")
+def models_shadow(
+    ctx: typer.Context,
+    version_id: Optional[int] = typer.Argument(None, help="Model version id to shadow the active model with."),
+    off: bool = typer.Option(False, "--off", help="Stop shadowing (no version answers in the background)."),
+) -> None:
+    """Let a registered version answer a sample of live messages in the background, never sent (see /admin)."""
+    from chatbot.store import shadow
+
+    if off == (version_id is not None):
+        raise typer.BadParameter("give a version id, or --off")
     with _clear_errors(), _store(get_settings(ctx)) as store, store.transaction() as s:
-        v = registry.promote(s, version_id, reason="manual (chatbot models promote)")
-        typer.echo(f"model version {v.id} ({v.name}) is now active")
+        v = shadow.set_shadow(s, version_id)
+        share = get_settings(ctx).shadow_share
+        typer.echo("shadow testing is off" if v is None else
+                   f"model version {v.id} ({v.name}) shadows the active model on {share:.0%} of live messages")
 
 
 @models_app.command("rollback")
 def models_rollback(ctx: typer.Context) -> None:
-    """Re-activate the version that served before the active one."""
+    """Re-activate the version that served before the active one (promotion history), once it passes the
+    same load and smoke test as a promotion."""
+    from chatbot.service.models import check_servable, ref_of
     from chatbot.store import registry
 
-    with _clear_errors(), _store(get_settings(ctx)) as store, store.transaction() as s:
-        v = registry.rollback(s)
-        typer.echo(f"rolled back: model version {v.id} ({v.name}) is active again")
+    settings = get_settings(ctx)
+    with _clear_errors(), _store(settings) as store:
+        with store.transaction(read_only=True) as s:
+            target = ref_of(registry.rollback_target(s))
+        check_servable(target, settings)
+        with store.transaction() as s:
+            v = registry.rollback(s)
+            typer.echo(f"rolled back: model version {v.id} ({v.name}) is active again")
 
 
 @app.command("nightly")

@@ -1,8 +1,12 @@
-"""Reply decoding: processors, beam/greedy/sampling search over a step interface, int8 serving, replies."""
+"""Reply decoding over any step model: settings, processors, beam/greedy/sampling search, int8, reply values.
 
-from chatbot.generation.config import GenerationConfig, config_from_settings
+Never imports the model package: the serving decoder (``chatbot.service.generator``) puts a checkpoint
+and these together."""
+
+from chatbot.generation.config import GenerationConfig, config_from_settings, resolve_config
 from chatbot.generation.processors import (
     ContextNGramBlock,
+    CopyBonus,
     MinNewTokens,
     NoRepeatNGram,
     Processor,
@@ -14,10 +18,11 @@ from chatbot.generation.processors import (
     TopP,
     build_processors,
 )
-from chatbot.generation.search import Hypothesis, StepModel, beam_search, greedy_search, sample
+from chatbot.generation.search import Hypothesis, StepModel, beam_search, decode, greedy_search, sample
 
 __all__ = [
     "ContextNGramBlock",
+    "CopyBonus",
     "GenerationConfig",
     "Hypothesis",
     "MinNewTokens",
@@ -33,6 +38,8 @@ __all__ = [
     "beam_search",
     "build_processors",
     "config_from_settings",
+    "decode",
     "greedy_search",
+    "resolve_config",
     "sample",
 ]

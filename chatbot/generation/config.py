@@ -27,6 +27,9 @@ class GenerationConfig:
     well above the length of a name or a time: a task bot must repeat "Blue Bottle in San Jose at 7 pm"
     to confirm a booking, and a block of 3 measurably cut entity copying on SGD dev.
 
+    ``copy_bonus`` is added to the log-probability of the customer's detail words (``CopyBonus``): the
+    opposite push, so a confirmation repeats the time and name the customer gave.
+
     ``script_constraint`` keeps a reply in its language's script: a Chinese reply writes no Latin-script word
     and a Latin-script one no CJK character that the conversation does not hold (``ReplyGenerator`` applies
     it, since it needs the vocabulary). Switch it off only to measure what it prevents.
@@ -43,6 +46,7 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     encoder_no_repeat_ngram_size: int = 0
+    copy_bonus: float = 0.0
     script_constraint: bool = True
     length_penalty: float = 1.0
     early_stopping: bool | str = False
@@ -65,20 +69,66 @@ class GenerationConfig:
         return dataclasses.replace(self, **changes)
 
 
-def config_from_settings(settings: Settings, *, bos_token_id: int, eos_token_id: int) -> GenerationConfig:
-    """The serving decode config: the product settings plus the ids of the loaded vocabulary."""
-    return GenerationConfig(
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        num_beams=settings.num_beams,
-        max_new_tokens=settings.max_new_tokens,
-        repetition_penalty=settings.repetition_penalty,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-        encoder_no_repeat_ngram_size=settings.encoder_no_repeat_ngram_size,
-        script_constraint=settings.script_constraint,
-        length_penalty=settings.length_penalty,
-        num_return_sequences=min(settings.num_return_sequences, settings.num_beams),
-    )
+#: Settings fields that are GenerationConfig fields of the same name: the serving decoding. Written once,
+#: here; ``config_from_settings`` and the training run's recorded decoding both read it.
+SETTINGS_DECODING: tuple[str, ...] = (
+    "num_beams", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "copy_bonus", "script_constraint", "length_penalty", "num_return_sequences",
+)
+#: Of those, what a checkpoint records as the decoding it was trained for (``training.train.decoding_of``):
+#: how many alternatives a caller wants and the script switch belong to the caller, not to the model.
+RECORDED_DECODING: tuple[str, ...] = (
+    "num_beams", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "length_penalty",
+)
+#: Fields a settings file, a checkpoint or a caller may set; the token ids belong to the vocabulary.
+SETTABLE: frozenset[str] = frozenset(f.name for f in dataclasses.fields(GenerationConfig)) - {"bos_token_id",
+                                                                                              "eos_token_id"}
+
+
+def settings_decoding(settings: Settings, keys: tuple[str, ...] = SETTINGS_DECODING) -> dict[str, Any]:
+    """The decoding fields of ``settings`` (all of ``SETTINGS_DECODING`` unless ``keys`` says fewer)."""
+    return {k: getattr(settings, k) for k in keys}
+
+
+def check_decoding(decoding: dict[str, Any]) -> dict[str, Any]:
+    """``decoding`` unchanged when every key is settable and the values make a valid config, else ValueError;
+    for values checked long before a vocabulary exists (a training recipe)."""
+    unknown = sorted(set(decoding) - SETTABLE)
+    if unknown:
+        raise ValueError(f"unknown decoding settings: {', '.join(unknown)}")
+    GenerationConfig(bos_token_id=1, eos_token_id=2, **decoding)
+    return decoding
+
+
+def resolve_config(base: dict[str, Any], *, bos_token_id: int, eos_token_id: int,
+                   **overrides: Any) -> GenerationConfig:
+    """The one place decoding settings are merged: ``base`` (the settings' or a checkpoint's recorded
+    decoding; keys GenerationConfig does not know are ignored), then ``overrides`` (a caller's, e.g.
+    ``chatbot reply --num-beams``).
+
+    ``num_return_sequences`` from ``base`` is a wish, cut to the beams there are (settings ask for 3
+    alternatives and may decode with fewer beams); an override that lowers ``num_beams`` cuts it again.
+    An explicit ``num_return_sequences`` override is taken as given and validated.
+    """
+    fields = {k: v for k, v in base.items() if k in SETTABLE}
+    default_beams = GenerationConfig.__dataclass_fields__["num_beams"].default
+    if not fields.get("do_sample", False):
+        fields["num_return_sequences"] = min(fields.get("num_return_sequences", 1),
+                                             fields.get("num_beams", default_beams))
+    if overrides:
+        overrides.setdefault("num_return_sequences", min(fields.get("num_return_sequences", 1),
+                                                         overrides.get("num_beams", fields.get("num_beams",
+                                                                                               default_beams))))
+    return GenerationConfig(**{**fields, **overrides}, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
+
+
+def config_from_settings(settings: Settings, *, bos_token_id: int, eos_token_id: int,
+                         **overrides: Any) -> GenerationConfig:
+    """The serving decode config: the product settings plus the ids of the loaded vocabulary (and a
+    caller's ``overrides``, see ``resolve_config``)."""
+    return resolve_config(settings_decoding(settings), bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+                          **overrides)
 
 
 def _is_int(value: object) -> bool:
@@ -106,6 +156,8 @@ def _problems(c: GenerationConfig):
             yield f"{name} must be a finite number > 0, got {value!r}"
     if not _is_number(c.top_p) or not 0 < c.top_p <= 1:
         yield f"top_p must be in (0, 1], got {c.top_p!r}"
+    if not _is_number(c.copy_bonus) or c.copy_bonus < 0:
+        yield f"copy_bonus must be a finite number >= 0, got {c.copy_bonus!r}"
     if not _is_number(c.length_penalty):
         yield f"length_penalty must be a finite number, got {c.length_penalty!r}"
     if not (isinstance(c.early_stopping, bool) or c.early_stopping == "never"):

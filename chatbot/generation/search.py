@@ -384,6 +384,22 @@ def sample(
     return _decode_rows(model, state, config, procs, draw, config.num_return_sequences, return_attention)
 
 
+def decode(
+    model: StepModel,
+    state: Any,
+    config: GenerationConfig,
+    processors: Sequence[Processor] | None = None,
+    *,
+    return_attention: bool = False,
+    generator: torch.Generator | None = None,
+) -> list[list[Hypothesis]]:
+    """The search ``config`` asks for: sampling when ``do_sample``, else beam search (which is greedy search
+    with one beam). The one place the choice is made; callers need not repeat it."""
+    if config.do_sample:
+        return sample(model, state, config, processors, return_attention=return_attention, generator=generator)
+    return beam_search(model, state, config, processors, return_attention=return_attention)
+
+
 def _decode_rows(
     model: StepModel, state: Any, config: GenerationConfig, procs: list[Processor], choose: Chooser,
     copies: int, return_attention: bool,

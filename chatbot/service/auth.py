@@ -2,7 +2,7 @@
 
 Passwords are stored as scrypt hashes (memory-hard KDF, standard library); customer tokens are 32 random
 bytes of which only a SHA-256 is stored, so a database leak gives no way into a conversation; agent
-sessions are HMAC-signed cookies so any replica sharing ``secret_key`` can check them without a lookup.
+sessions are signed cookies (itsdangerous) carrying a random token whose hash is a row in ``staff_sessions``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -91,41 +89,48 @@ class Principal:
             raise Forbidden(f"{self.role} may not do this (needs {' or '.join(roles)})")
 
 
+class TooManyAttempts(AuthError):
+    """Too many failed logins for this account or from this address: wait ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class SessionSigner:
-    """Signs and checks ``{user_id, username, role, exp}`` as ``payload.signature`` (HMAC-SHA256)."""
+    """Signs the random session token that goes into the staff cookie (``itsdangerous``, timestamped).
+
+    The signature only says the token came from us and is not older than ``max_age_s``; whether the session
+    still exists, and which role its user has, is read from the store on every request
+    (``chatbot.service.staff``), so logout, a password or role change and user removal take effect at once.
+    """
 
     def __init__(self, secret: str | bytes, max_age_s: int = 12 * 3600) -> None:
         if not secret:
             raise ValueError("session secret must not be empty")
-        self._key = secret.encode() if isinstance(secret, str) else secret
+        from itsdangerous import URLSafeTimedSerializer
+
+        self._serializer = URLSafeTimedSerializer(secret, salt="chatbot-staff-session")
         self.max_age_s = max_age_s
 
-    def sign(self, principal: Principal, now: float | None = None) -> str:
-        exp = int((now if now is not None else time.time()) + self.max_age_s)
-        body = {"uid": principal.user_id, "u": principal.username, "r": principal.role, "exp": exp}
-        payload = _b64(json.dumps(body, separators=(",", ":")).encode())
-        return f"{payload}.{self._mac(payload)}"
+    def sign(self, token: str) -> str:
+        return str(self._serializer.dumps(token))
 
-    def verify(self, value: str | None, now: float | None = None) -> Principal:
-        if not value or value.count(".") != 1:
+    def verify(self, value: str | None) -> str:
+        """The token inside a cookie; ``AuthError`` when missing, forged or too old."""
+        from itsdangerous import BadSignature, SignatureExpired
+
+        if not value:
             raise AuthError("not logged in")
-        payload, mac = value.split(".")
-        if not hmac.compare_digest(mac, self._mac(payload)):
-            raise AuthError("invalid session")
         try:
-            body = json.loads(_unb64(payload))
-            principal = Principal(int(body["uid"]), str(body["u"]), body["r"])
-            exp = int(body["exp"])
-        except (ValueError, KeyError, TypeError) as exc:
+            token = self._serializer.loads(value, max_age=self.max_age_s)
+        except SignatureExpired as exc:
+            raise AuthError("session expired; log in again") from exc
+        except BadSignature as exc:
             raise AuthError("invalid session") from exc
-        if principal.role not in ROLES:
+        if not isinstance(token, str) or not token:
             raise AuthError("invalid session")
-        if exp < (now if now is not None else time.time()):
-            raise AuthError("session expired; log in again")
-        return principal
-
-    def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+        return token
 
 
 def _b64(raw: bytes) -> str:

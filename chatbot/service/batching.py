@@ -35,7 +35,7 @@ Turn = tuple[str, str]  # (role, text)
 
 
 class Generator(Protocol):
-    """What the worker needs from a model: ``chatbot.generation.reply.ReplyGenerator`` fits."""
+    """What the worker needs from a model: ``chatbot.service.generator.ReplyGenerator`` fits."""
 
     def generate(self, contexts: list[list[Turn]], language: str | None = None) -> list[Any]: ...
 
@@ -76,7 +76,16 @@ def _close(generator: Generator) -> None:
 
 ModelLoader = Callable[[Hashable], Generator]
 KeySource = Callable[[], Hashable | None]
+KeysSource = Callable[[], Sequence[Hashable]]
 Warmer = Callable[[Generator], Any]
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """The model that should serve could not be loaded (or failed its check); ``reason`` is for admins."""
+
+    key: Hashable
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -110,11 +119,17 @@ class GenerationWorker:
         reload_poll_s: float = 1.0,
         decoders: int = 1,
         warm: Warmer | None = None,
+        check: Warmer | None = None,
+        fallbacks: KeysSource | None = None,
     ) -> None:
         if max_batch < 1 or queue_max < 1 or decoders < 1:
             raise ValueError("max_batch, queue_max and decoders must be at least 1")
         self._load = load
         self._warm = warm
+        self._check = check
+        self._fallbacks = fallbacks
+        # Set while the model that should serve cannot: the worker then serves the last one that loads.
+        self.load_failure: LoadFailure | None = None
         self._current_key = current_key
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -140,26 +155,53 @@ class GenerationWorker:
     def from_settings(cls, load: ModelLoader, current_key: KeySource, settings: Settings,
                       **overrides: Any) -> GenerationWorker:
         """A worker sized by the serving settings (batch size and wait, queue, decoders, warm-up); not started."""
+        from chatbot.service.smoke import smoke_test
         from chatbot.service.warmup import warm_up
 
         options: dict[str, Any] = {"max_batch": settings.batch_max_size, "max_wait_ms": settings.batch_max_wait_ms,
                                    "queue_max": settings.queue_max_size, "decoders": settings.decoders,
-                                   "warm": warm_up if settings.model_warmup else None}
+                                   "warm": warm_up if settings.model_warmup else None, "check": smoke_test}
         return cls(load, current_key, **{**options, **overrides})
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> GenerationWorker:
-        """Load the current model (so a broken one fails loudly at start-up) and start the thread."""
+        """Load the current model, else the first fallback that loads, and start the threads.
+
+        A model that cannot load never takes the app down: the failure is kept in ``load_failure`` (shown
+        to admins and in the health check) and the worker serves the last good version meanwhile, or
+        answers ``NoModel`` when none loads."""
         key = self._current_key()
         if key is not None:
-            self._model = (key, self._ready(key))
-            self._event("live", key)
+            self._start_with(key)
         self._last_poll = time.monotonic()
         self._threads = [threading.Thread(target=self._run, name=f"generation-worker-{i}", daemon=True)
                          for i in range(self.decoders)]
         for thread in self._threads:
             thread.start()
         return self
+
+    def _start_with(self, key: Hashable) -> None:
+        try:
+            self._model = (key, self._ready(key))
+        except Exception as exc:  # logged and reported; a fallback serves
+            log.exception("could not load model %s at start-up", key)
+            self._failed_key = key
+            self.load_failure = LoadFailure(key, f"{type(exc).__name__}: {exc}")
+        else:
+            self._event("live", key)
+            return
+        for fallback in self._fallbacks() if self._fallbacks is not None else ():
+            if fallback == key:
+                continue
+            try:
+                self._model = (fallback, self._ready(fallback))
+            except Exception:  # try the one before it
+                log.exception("could not load fallback model %s either", fallback)
+                continue
+            self._event("live", fallback)
+            log.warning("serving %s instead of %s, which cannot load", fallback, key)
+            return
+        log.error("no model could be loaded; answering 'no model' until one that loads is promoted")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the threads."""
@@ -296,6 +338,8 @@ class GenerationWorker:
         except Exception:
             log.exception("could not read the active model; keeping the current one")
             return
+        if key == self.model_key:
+            self.load_failure = None  # e.g. rolled back to the version served as a fallback
         if key is None or key == self.model_key or key == self._loading or key == self._failed_key:
             return
         if self._model is None:  # nothing to serve with meanwhile: load in line
@@ -340,17 +384,25 @@ class GenerationWorker:
                 raise
             self._event("warmed", key, report)
             log.info("model %s warmed up: %s", key, report)
+        if self._check is not None:
+            try:
+                self._check(generator)
+            except BaseException:
+                _close(generator)
+                raise
         return generator
 
     def _load_into_pending(self, key: Hashable) -> None:
         try:
             generator = self._ready(key)
-        except Exception:
+        except Exception as exc:  # reported; the current model keeps serving
             log.exception("could not load model %s; keeping the current one", key)
             self._failed_key = key
+            self.load_failure = LoadFailure(key, f"{type(exc).__name__}: {exc}")
         else:
             with self._lock:
                 self._pending = (key, generator)
             self._failed_key = None
+            self.load_failure = None
         finally:
             self._loading = None

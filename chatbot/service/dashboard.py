@@ -1,7 +1,8 @@
 """Daily figures for the admin page: conversations, handoff rate, review outcomes and CSAT.
 
 Computed from the tables the service already writes (conversations, the audit trail of status changes,
-reviews), one query each, grouped by UTC day in Python so SQLite and PostgreSQL agree.
+reviews), one query each (``chatbot.store.dashboard``), grouped by UTC day in Python so SQLite and
+PostgreSQL agree.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chatbot.store.models import AuditLog, Conversation, Review
+from chatbot.store import dashboard as queries
 
 
 def daily_stats(session: Session, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -22,23 +22,17 @@ def daily_stats(session: Session, days: int = 30, now: datetime | None = None) -
     since = (now or datetime.now(timezone.utc)) - timedelta(days=days)
     started: Counter[str] = Counter()
     csat: defaultdict[str, list[int]] = defaultdict(list)
-    for created, score in session.execute(
-        select(Conversation.created_at, Conversation.csat).where(Conversation.created_at >= since,
-                                                                 Conversation.source == "live")
-    ):
+    for created, score in queries.live_conversations_since(session, since):
         day = created.date().isoformat()
         started[day] += 1
         if score is not None:
             csat[day].append(score)
     handed: defaultdict[str, set[str]] = defaultdict(set)
-    for created, target, details in session.execute(
-        select(AuditLog.created_at, AuditLog.target, AuditLog.details)
-        .where(AuditLog.action == "conversation.status", AuditLog.created_at >= since)
-    ):
+    for created, target, details in queries.status_changes_since(session, since):
         if (details or {}).get("to") == "pending":
             handed[created.date().isoformat()].add(target)
     reviews: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for created, action in session.execute(select(Review.created_at, Review.action).where(Review.created_at >= since)):
+    for created, action in queries.reviews_since(session, since):
         reviews[created.date().isoformat()][action] += 1
     out = []
     for day in sorted(set(started) | set(handed) | set(reviews)):

@@ -44,10 +44,10 @@ class DecoderProcessError(RuntimeError):
 def _child_main(conn: Connection, model_path: str, settings: Settings) -> None:
     """The child: load and warm up once, then answer ("generate", contexts, language) until ("stop",) or EOF."""
     try:
-        from chatbot.service.models import ModelRef, load_generator
+        from chatbot.service.generator import serving_generator  # torch loads in the child, not the parent
         from chatbot.service.warmup import warm_up
 
-        generator = load_generator(ModelRef(None, model_path), settings)
+        generator = serving_generator(model_path, settings)
         conn.send(("ready", warm_up(generator).to_dict() if settings.model_warmup else None))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))

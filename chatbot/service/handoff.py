@@ -22,6 +22,7 @@ class HandoffReason(str, Enum):
     LOW_CONFIDENCE = "low_confidence"
     LOW_RATINGS = "low_ratings"
     UNGROUNDED = "ungrounded_details"  # decided by the service (chatbot.service.grounding), not by ``decide``
+    UNANSWERED = "unanswered"  # a stored message the bot could not answer (a fault, a restart): chatbot.service.recovery
 
 
 @dataclass(frozen=True)
@@ -95,4 +96,5 @@ NOTICE = {
     HandoffReason.LOW_CONFIDENCE: "I want to get this right, so a person from our team will join shortly.",
     HandoffReason.LOW_RATINGS: "Sorry I have not been helpful. A person from our team will join shortly.",
     HandoffReason.UNGROUNDED: "I want to get this right, so a person from our team will join shortly.",
+    HandoffReason.UNANSWERED: "Sorry for the wait. A person from our team will join this conversation shortly.",
 }

@@ -69,6 +69,9 @@ def package_model(work: Path, out: Path) -> dict[str, Any]:
     metrics["training"] = {"steps": result["steps"], "epochs_done": result["epochs_done"], "stopped": result["stopped"],
                            "best_dev_loss": result["best_dev_loss"], "tokens_per_s": round(result["tokens_per_s"], 1),
                            "wall_seconds": seconds}
+    stages_file = work / "stages.json"  # a run in stages (train, then fine-tune with --init-from): each one
+    if stages_file.exists():
+        metrics["training"]["stages"] = _read_json(stages_file)
     extra = dict(loaded.config.get("extra") or {})
     extra["shipped"] = {"command": command, "wall_seconds": seconds}
     save_checkpoint(out, loaded.model, loaded.vocab, metrics=metrics, decoding=loaded.config.get("decoding"),
@@ -85,6 +88,23 @@ def package_model(work: Path, out: Path) -> dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _steps_line(tr: dict[str, Any]) -> str:
+    if tr.get("stages"):
+        return f"{sum(st['steps'] for st in tr['stages'])} steps in {len(tr['stages'])} stages"
+    return (f"{tr['steps']} steps, {tr['epochs_done']} epochs, stopped by {tr['stopped']}; "
+            f"{tr['tokens_per_s']} tokens/s")
+
+
+def _stages_table(stages: list[dict[str, Any]] | None) -> str:
+    if not stages:
+        return ""
+    rows = "\n".join(f"| {i} | `{st['recipe']}` | {st['steps']} | {st['stopped']} | {_fmt(st['best_dev_loss'])} | "
+                     f"{st['seconds'] / 60:.1f} |" for i, st in enumerate(stages, 1))
+    return ("\nEach stage starts from the one before it (`chatbot train --init-from`):\n\n"
+            "| stage | recipe | steps | stopped by | best dev loss | minutes |\n|---|---|---|---|---|---|\n"
+            + rows + "\n")
 
 
 def model_card(config: dict[str, Any], metrics: dict[str, Any], command: str, train_config: dict[str, Any]) -> str:
@@ -125,9 +145,9 @@ epoch through the recipe's weights, and a decoding processor keeps every reply i
 
 Trained by the product's own pipeline (`chatbot train`, recipe `training/recipes/shipped.toml`, which holds
 the data mix, weights and every setting) on one thread of a shared two-core AMD EPYC CPU in
-{tr['wall_seconds'] / 60:.1f} minutes ({tr['steps']} steps, {tr['epochs_done']} epochs, stopped by
-{tr['stopped']}; {tr['tokens_per_s']} tokens/s); reproduce with `scripts/train_demo_model`. No GPU was used.
-
+{tr['wall_seconds'] / 60:.1f} minutes ({_steps_line(tr)}); reproduce with `scripts/train_demo_model`. No GPU
+was used.
+{_stages_table(tr.get('stages'))}
 ```
 {command}
 ```
@@ -144,10 +164,10 @@ Training settings (`TrainConfig`):
 {json.dumps({k: v for k, v in train_config.items() if k != "data"}, indent=2)}
 ```
 
-## Dev metrics (`chatbot eval --data sgd:...dev --data crosswoz:...@dev --limit {metrics.get('sgd_dev', {}).get('n')}`)
+## Dev metrics (`chatbot eval --data sgd:...dev --data crosswoz:...@dev`)
 
-SGD dev: a fixed spread over the split; CrossWOZ dev: the held-out 20% of its dialogues (`@dev`), never
-trained on. Baselines: TF-IDF nearest-neighbour retrieval indexed on SGD train and on the CrossWOZ train
+SGD dev: {metrics.get('sgd_dev', {}).get('n')} pairs of the split; CrossWOZ dev: the held-out 20% of its dialogues
+(`@dev`, {metrics.get('crosswoz_dev', {}).get('n')} pairs), never trained on. Baselines: TF-IDF nearest-neighbour retrieval indexed on SGD train and on the CrossWOZ train
 part, scored the same way. BLEU uses sacrebleu's `zh` tokenizer for Chinese.
 
 {header}

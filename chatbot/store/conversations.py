@@ -249,6 +249,7 @@ def store_message(
     meta: dict[str, Any] | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     only_in: Iterable[str] | None = None,
+    client_key: str | None = None,
 ) -> StoredMessage:
     """Store one message with the next sequence number of its conversation.
 
@@ -288,11 +289,14 @@ def store_message(
             raise NotFound(f"conversation {conversation_id} does not exist")
         raise IllegalTransition(f"conversation {conversation_id} is {status}; it takes no {role} messages")
 
-    message_id = session.execute(_INSERT_MESSAGE, {
+    row = {
         "conversation_id": conversation_id, "seq": seq, "role": role, "text": text, "created_at": now,
         "model_version_id": model_version_id, "decoding": decoding, "confidence": confidence,
         "review_state": review_state, "attention": attention, "meta": meta,
-    }).scalar_one()
+    }
+    if client_key is not None:  # a customer's Idempotency-Key: unique per conversation (a retry finds it)
+        row["client_key"] = client_key
+    message_id = session.execute(_INSERT_MESSAGE, row).scalar_one()
     if ranked:
         session.execute(_INSERT_CANDIDATE, [{"message_id": message_id, **c} for c in ranked])
     return StoredMessage(message_id, seq, role, text, now, review_state, confidence, model_version_id)
@@ -394,3 +398,65 @@ def conversation_texts(session: Session, conversation_id: int, limit: int = 200)
     take its details from (``chatbot.text.grounding``). One index range scan on (conversation_id, seq)."""
     rows = session.execute(_CONTEXT, {"conversation_id": conversation_id, "n": limit})
     return [text for role, text, state in rows if customer_sees(role, state)][::-1]
+
+
+# --- idempotent sends and recovery (issue 19) ----------------------------------------------------------------
+def message_by_client_key(session: Session, conversation_id: int, client_key: str) -> Message | None:
+    """The customer message a sender stored under this Idempotency-Key, if any."""
+    return session.scalar(select(Message).where(Message.conversation_id == conversation_id,
+                                                Message.client_key == client_key))
+
+
+def messages_after(session: Session, conversation_id: int, seq: int, *, stop_at_customer: bool = True
+                   ) -> list[Message]:
+    """The messages after ``seq`` (up to the next customer message unless ``stop_at_customer`` is off):
+    what answered that one."""
+    rows = session.scalars(select(Message).where(Message.conversation_id == conversation_id, Message.seq > seq)
+                           .order_by(Message.seq).limit(20))
+    out = []
+    for message in rows:
+        if message.role == "customer" and stop_at_customer:
+            break
+        out.append(message)
+    return out
+
+
+def unanswered_customer_messages(session: Session, stored_before: datetime, limit: int = 100) -> list[tuple[int, int]]:
+    """``(conversation_id, seq)`` of bot conversations whose newest message is a customer's, stored before
+    ``stored_before``: someone was left without an answer (a fault or a restart between the two writes).
+    One probe per conversation through ``last_seq`` and the ``(conversation_id, seq)`` key."""
+    query = (select(Conversation.id, Message.seq)
+             .join(Message, (Message.conversation_id == Conversation.id) & (Message.seq == Conversation.last_seq))
+             .where(Conversation.status == "bot", Message.role == "customer", Message.created_at < stored_before)
+             .order_by(Message.created_at).limit(limit))
+    return [(int(cid), int(seq)) for cid, seq in session.execute(query)]
+
+
+# --- row reads and locks the service decides on ---------------------------------------------------------------
+def lock_conversation(session: Session, conversation_id: int) -> Conversation | None:
+    """The conversation, row-locked (``SELECT ... FOR UPDATE`` where the engine has it) and re-read, so a
+    decision on its status holds until the transaction ends; None when it does not exist."""
+    return session.get(Conversation, conversation_id, with_for_update=True, populate_existing=True)
+
+
+def lock_message(session: Session, message_id: int) -> Message:
+    """The message, row-locked and re-read (a rating or a review changes it); ``NotFound`` when missing."""
+    message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
+    if message is None:
+        raise NotFound(f"message {message_id} does not exist")
+    return message
+
+
+def get_message(session: Session, message_id: int) -> Message | None:
+    return session.get(Message, message_id)
+
+
+def messages_of(session: Session, conversation_id: int) -> list[Message]:
+    """Every message of the conversation, oldest first (what a viewer filters)."""
+    return list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                                .order_by(Message.seq)))
+
+
+def message_at(session: Session, conversation_id: int, seq: int) -> Message | None:
+    """The message at ``seq`` of the conversation, through the (conversation_id, seq) key."""
+    return session.scalar(select(Message).where(Message.conversation_id == conversation_id, Message.seq == seq))

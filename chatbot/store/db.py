@@ -1,4 +1,4 @@
-"""Engines, sessions, migrations and store errors for SQLite and PostgreSQL.
+"""Engines, sessions and migrations for SQLite and PostgreSQL; raises the errors of ``chatbot.errors``.
 
 SQLite gets WAL (readers never block the writer), foreign keys ON, a busy timeout, and write
 transactions that start with ``BEGIN IMMEDIATE``: the write lock is taken up front, so two writers queue
@@ -25,49 +25,34 @@ from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatbot.settings import mask_url
+from chatbot.errors import (  # noqa: F401 - the store raises them; re-exported for its callers
+    AlreadyExists,
+    IllegalTransition,
+    InvalidMessage,
+    InvalidValue,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from chatbot.files import create_private, private_dir
 
 # Execution option that makes an SQLite transaction a plain (deferred) BEGIN: for read-only sessions.
 READ_ONLY: dict[str, Any] = {"chatbot_read_only": True}
 # pg_advisory_xact_lock key that serialises concurrent `upgrade()` calls on one PostgreSQL database.
 _MIGRATION_LOCK_KEY = 0x6368617462  # "chatb"
+# The largest row id on every engine: ids are INTEGER columns, 32-bit on PostgreSQL (SQLite's go to 2^63-1).
+MAX_ID = 2**31 - 1
 
 
-class StoreError(Exception):
-    """Base class of every error the store raises on purpose."""
+class OutOfRange(NotFound):
+    """A number past the database's integer range: as an id it names no row (404, never a driver error)."""
 
 
-class StoreUnavailable(StoreError):
-    """The database cannot be reached, went away mid-transaction, or stayed locked too long."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = mask_url(url)
-        self.reason = reason
-        super().__init__(f"database unavailable at {self.url}: {reason}")
-
-
-class NotFound(StoreError):
-    """The conversation (or other row) does not exist."""
-
-
-class IllegalTransition(StoreError):
-    """A status change, or a message, that the conversation's current status does not allow."""
-
-
-class InvalidValue(StoreError, ValueError):
-    """An argument the store refuses (unknown role or status, CSAT out of range, ...)."""
-
-
-class InvalidMessage(InvalidValue):
-    """Message text that the text policy refuses (empty, too long, not text)."""
-
-
-class AlreadyExists(StoreError):
-    """A unique key is taken: username, or (source, external_id) of an imported conversation."""
-
-    def __init__(self, message: str, existing_id: int | None = None) -> None:
-        super().__init__(message)
-        self.existing_id = existing_id
+def check_id(value: int, what: str = "record") -> int:
+    """``value`` if a row could have it as id; ``OutOfRange`` (a ``NotFound``) otherwise."""
+    if not -MAX_ID - 1 <= value <= MAX_ID:
+        raise OutOfRange(f"{what} {value} does not exist (ids are at most {MAX_ID})")
+    return value
 
 
 def make_engine(
@@ -134,15 +119,18 @@ def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionm
 
 
 def ensure_sqlite_dir(url: str) -> None:
-    """Create the parent directory of an SQLite file URL (the default URL points into the data dir);
-    ``StoreUnavailable`` when that is impossible."""
+    """Create the parent directory of an SQLite file URL (the default URL points into the data dir) and
+    the database file, owner-only (0700 / 0600: SQLite gives its WAL and shared-memory files the database
+    file's mode, so they are owner-only too); ``StoreUnavailable`` when that is impossible."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        directory = Path(parsed.database).expanduser().parent
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not parsed.database.startswith("file:"):
+        path = Path(parsed.database).expanduser()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            create_private(path)
         except OSError as err:
-            raise StoreUnavailable(url, f"cannot create {directory}: {err.strerror or err}") from err
+            raise StoreUnavailable(url, f"cannot create {path}: {err.strerror or err}") from err
 
 
 @contextmanager
@@ -152,6 +140,12 @@ def translate_errors(url: str) -> Iterator[None]:
         yield
     except (exc.OperationalError, exc.InterfaceError) as err:
         raise StoreUnavailable(url, _reason(err)) from err
+    except OverflowError as err:  # SQLite's driver refuses ints past 2^63 before the query runs
+        raise OutOfRange("no such record: a number in the request is out of range") from err
+    except exc.DataError as err:
+        if getattr(err.orig, "sqlstate", None) == "22003":  # PostgreSQL: numeric value out of range
+            raise OutOfRange("no such record: a number in the request is out of range") from err
+        raise
     except exc.DBAPIError as err:
         # A bare DatabaseError (not Integrity/Programming/Data) is e.g. SQLite's "file is not a database".
         if err.connection_invalidated or type(err) is exc.DatabaseError:

@@ -9,15 +9,15 @@
 * SQLite write transactions take the write lock at BEGIN; if that still reports "database is locked"
   after the busy timeout, BEGIN is retried a few times with a short back-off.
 
-The convenience methods run one repository function in its own transaction and return detached
-objects whose columns stay readable; open a ``transaction()`` to walk relationships.
+Callers open ``transaction()`` and call the ``chatbot.store`` repository functions; ``stats`` (the
+CLI and ``/healthz``) is the one shortcut. Tests have more in ``tests/shortcuts.py``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,7 +34,6 @@ from chatbot.store.db import (
     translate_errors,
     upgrade,
 )
-from chatbot.store.models import Conversation, Message, User
 from chatbot.store.textpolicy import DEFAULT_MAX_CHARS
 
 _BEGIN_ATTEMPTS = 4
@@ -106,60 +105,8 @@ class ConversationStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- one call, one transaction ----------------------------------------------------------------
-
-    def create_user(self, username: str, **fields: Any) -> User:
-        with self.transaction() as session:
-            return repo.create_user(session, username, **fields)
-
-    def get_or_create_customer(self, username: str, *, display_name: str | None = None) -> User:
-        with self.transaction() as session:
-            return repo.get_or_create_customer(session, username, display_name=display_name)
-
-    def start_conversation(self, **fields: Any) -> Conversation:
-        with self.transaction() as session:
-            return repo.start_conversation(session, **fields)
-
-    def get_conversation(self, conversation_id: int) -> Conversation:
-        with self.transaction(read_only=True) as session:
-            return repo.get_conversation(session, conversation_id)
-
-    def append_message(
-        self,
-        conversation_id: int,
-        role: str,
-        text: str,
-        *,
-        candidates: Sequence[tuple[str, float]] | None = None,
-        **fields: Any,
-    ) -> Message:
-        with self.transaction() as session:
-            return repo.append_message(
-                session, conversation_id, role, text, candidates=candidates,
-                max_chars=self.max_message_chars, **fields,
-            )
-
-    def last_turns(self, conversation_id: int, n: int) -> list[Message]:
-        with self.transaction(read_only=True) as session:
-            return repo.last_turns(session, conversation_id, n)
-
-    def set_status(self, conversation_id: int, new_status: str, *, agent_id: int | None = None) -> Conversation:
-        with self.transaction() as session:
-            return repo.set_status(session, conversation_id, new_status, agent_id=agent_id)
-
-    def close_conversation(self, conversation_id: int, csat: int | None = None) -> Conversation:
-        with self.transaction() as session:
-            return repo.close_conversation(session, conversation_id, csat)
-
-    def set_csat(self, conversation_id: int, csat: int) -> Conversation:
-        with self.transaction() as session:
-            return repo.set_csat(session, conversation_id, csat)
-
-    def list_queue(self, statuses: Iterable[str] | None = None, limit: int = 50) -> list[Conversation]:
-        with self.transaction(read_only=True) as session:
-            return repo.list_queue(session, statuses, limit)
-
     def stats(self) -> dict[str, Any]:
+        """Row counts in one read-only transaction: ``chatbot db stats`` and ``/healthz`` call it."""
         with self.transaction(read_only=True) as session:
             return repo.stats(session)
 

@@ -152,6 +152,31 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[datetime | None]
     notes: Mapped[str | None] = mapped_column(Text)
+    # The version this one was fine-tuned from: erasure follows it, a model that saw a customer taught its heirs.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    # Set while this version shadows the active one (decodes a sample of live messages, never sent); one at most.
+    shadowed_at: Mapped[datetime | None]
+
+
+PROMOTION_ACTIONS = ("promote", "rollback")
+
+
+class ModelPromotion(Base):
+    """One change of the serving model, in order: what rollback follows and what serving falls back to.
+
+    Replayed oldest first as a stack (a promotion pushes its version, a rollback pops the current one),
+    the history says which version served before the active one, skipping versions rolled back away from.
+    """
+
+    __tablename__ = "model_promotions"
+    __table_args__ = (one_of("action", PROMOTION_ACTIONS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Message(Base):
@@ -160,6 +185,8 @@ class Message(Base):
         UniqueConstraint("conversation_id", "seq"),  # also the index for history by conversation
         one_of("role", MESSAGE_ROLES),
         one_of("review_state", REVIEW_STATES, nullable=True),
+        # A customer's retry with the same Idempotency-Key finds its message instead of storing it twice.
+        Index(None, "conversation_id", "client_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -174,6 +201,7 @@ class Message(Base):
     review_state: Mapped[str | None] = mapped_column(String(16))
     attention: Mapped[list[Any] | None]
     meta: Mapped[dict[str, Any] | None]
+    client_key: Mapped[str | None] = mapped_column(String(100))  # the sender's Idempotency-Key, customers only
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     candidates: Mapped[list[ReplyCandidate]] = relationship(
@@ -190,6 +218,21 @@ class ReplyCandidate(Base):
     rank: Mapped[int]
     text: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float)
+
+
+class ShadowReply(Base):
+    """What a shadowed candidate would have answered, kept beside the active model's reply (``message_id``,
+    the bot reply it shadows) so agents' reviews of that reply can judge both; never sent to anyone."""
+
+    __tablename__ = "shadow_replies"
+    __table_args__ = (UniqueConstraint("message_id", "model_version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Review(Base):
@@ -248,3 +291,68 @@ class CompanyFact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class StaffSession(Base):
+    """A signed-in agent or admin. The cookie holds a random token; only its SHA-256 is kept here, so
+    deleting the row (logout, password change, role change, user removal) ends the session at once, on
+    every replica. The role is read from ``users`` on each request, never from the cookie."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class LoginFailure(Base):
+    """A failed staff login, by account and by client address: enough of them in a window refuse further
+    attempts (HTTP 429) on every replica. Rows older than the window are deleted as new ones arrive."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index(None, "username", "created_at"), Index(None, "address", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150))
+    address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WrittenFile(Base):
+    """A file the product wrote that may hold customers' words (an export, a nightly job's work files, a
+    report), with the customers in it: erasure finds every copy here instead of guessing paths."""
+
+    __tablename__ = "written_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(1000))
+    customer_hashes: Mapped[list[Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+SUGGESTION_OUTCOMES = ("as_is", "edited", "ignored")
+SUGGESTION_SOURCES = ("model", "saved")
+
+
+class SuggestionUse(Base):
+    """What an agent did with the replies the console suggested before sending ``message_id`` (their message):
+    sent one as it was (``as_is``), changed it first (``edited``) or wrote their own (``ignored``). Training
+    signal beside the reviews: an n-best candidate sent as-is is a reply the model already gets right.
+    ``source`` is where the used suggestion came from (the model's n-best, rank ``candidate_rank``; or a
+    saved reply, i.e. company fact ``fact_id``); NULL for ``ignored``."""
+
+    __tablename__ = "suggestion_uses"
+    __table_args__ = (one_of("outcome", SUGGESTION_OUTCOMES), one_of("source", SUGGESTION_SOURCES, nullable=True))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(String(16))
+    candidate_rank: Mapped[int | None]
+    fact_id: Mapped[int | None] = mapped_column(ForeignKey("company_facts.id", ondelete="SET NULL"))
+    suggestions_shown: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

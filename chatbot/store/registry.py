@@ -1,7 +1,8 @@
 """Model registry: which trained model directories exist and which one serves (never commits).
 
 Exactly one version is ``active`` at a time; serving reads it from here. Promotion retires the previous
-active version, rollback re-activates the version that was active before it. On PostgreSQL a
+active version, rollback re-activates the version that was active before it according to the promotion
+history (``model_promotions``), skipping versions rolled back away from. On PostgreSQL a
 transaction-scoped advisory lock serialises status changes so two promotions cannot both win; SQLite
 write transactions are already serial (``BEGIN IMMEDIATE``).
 """
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from chatbot.store.audit import record
 from chatbot.store.db import IllegalTransition, NotFound
-from chatbot.store.models import ModelVersion, utcnow
+from chatbot.store.models import ModelPromotion, ModelVersion, utcnow
 
 _REGISTRY_LOCK_KEY = 0x6D6F64656C  # "model"
 
@@ -80,7 +81,9 @@ def promote(session: Session, version_id: int, actor_id: int | None = None, reas
         previous.status = "retired"
     version.status = "active"
     version.promoted_at = utcnow()
+    version.shadowed_at = None  # it serves now: nothing left to shadow (``chatbot.store.shadow``)
     session.flush()
+    _remember(session, version.id, "promote", previous.id if previous else None, actor_id)
     record(session, actor_id, "model.promote", f"model_version:{version.id}",
            {"previous": previous.id if previous else None, "reason": reason})
     return version
@@ -98,25 +101,68 @@ def reject(session: Session, version_id: int, reasons: list[str], actor_id: int 
 
 
 def rollback(session: Session, actor_id: int | None = None) -> ModelVersion:
-    """Re-activate the version promoted last before the active one; the active one becomes retired.
-
-    ``promoted_at`` keeps the first promotion time, so repeated rollbacks walk further back in history.
-    """
+    """Re-activate the version that served before the active one (``rollback_target``); the active one
+    becomes retired. Repeated rollbacks walk further back; a version rolled back away from is skipped."""
     _lock(session)
     current = active_version(session)
     if current is None:
         raise IllegalTransition("no active model version to roll back from")
-    earlier = session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None),
-               ModelVersion.promoted_at < current.promoted_at)
-        .order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc())
-    ).first()
-    if earlier is None:
-        raise IllegalTransition(f"no earlier model version to roll back to from {current.id} ({current.name})")
+    earlier = rollback_target(session)
     current.status = "retired"
     session.flush()
     earlier.status = "active"
     session.flush()
+    _remember(session, earlier.id, "rollback", current.id, actor_id)
     record(session, actor_id, "model.rollback", f"model_version:{earlier.id}", {"from": current.id})
     return earlier
+
+
+def rollback_target(session: Session) -> ModelVersion:
+    """The version a rollback would activate now; ``IllegalTransition`` when there is none."""
+    current = active_version(session)
+    if current is None:
+        raise IllegalTransition("no active model version to roll back from")
+    earlier = next(iter(fallbacks(session)), None)
+    if earlier is None:
+        raise IllegalTransition(f"no earlier model version to roll back to from {current.id} ({current.name})")
+    return earlier
+
+
+def serving_stack(session: Session) -> list[int]:
+    """Version ids from the first promotion to the active version: the promotion history replayed, each
+    promotion pushing its version and each rollback popping the version it left."""
+    stack: list[int] = []
+    for action, version_id in session.execute(
+            select(ModelPromotion.action, ModelPromotion.version_id).order_by(ModelPromotion.id)):
+        if action == "rollback":
+            while stack and stack[-1] != version_id:
+                stack.pop()
+            if not stack:
+                stack.append(version_id)
+        else:
+            stack.append(version_id)
+    return stack
+
+
+def fallbacks(session: Session) -> list[ModelVersion]:
+    """Versions that served before the active one, most recent first (each once), never rejected ones:
+    where rollback goes, and what serving falls back to when the active version cannot load."""
+    current = active_version(session)
+    stack = serving_stack(session)
+    if current is None or not stack or stack[-1] != current.id:
+        # No usable history (versions activated outside ``promote``): the latest earlier promotion first.
+        query = select(ModelVersion).where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None))
+        if current is not None and current.promoted_at is not None:
+            query = query.where(ModelVersion.promoted_at < current.promoted_at)
+        return list(session.scalars(query.order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc())))
+    out: list[ModelVersion] = []
+    for version_id in reversed(stack[:-1]):
+        version = session.get(ModelVersion, version_id)
+        if version is not None and version.id != current.id and version.status == "retired" and version not in out:
+            out.append(version)
+    return out
+
+
+def _remember(session: Session, version_id: int, action: str, previous_id: int | None, actor_id: int | None) -> None:
+    session.add(ModelPromotion(version_id=version_id, action=action, previous_id=previous_id, actor_id=actor_id))
+    session.flush()

@@ -9,6 +9,7 @@ copied into ``ModelVersion.manifest``), so an admin can retrain without them.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from chatbot.store.audit import record
 from chatbot.store.db import NotFound
-from chatbot.store.models import Conversation, Message, ModelVersion, ReplyCandidate, Review, User
+from chatbot.store.files import erase_from_files
+from chatbot.store.models import Conversation, Message, ModelVersion, ReplyCandidate, Review, ShadowReply, User
 
 
 @dataclass
@@ -29,6 +31,7 @@ class DeletionReport:
     reviews: int = 0
     users: int = 0
     model_versions: list[dict[str, Any]] = field(default_factory=list)  # forget only
+    files: list[dict[str, Any]] = field(default_factory=list)  # forget only: exports and work files scrubbed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,20 +49,22 @@ def find_customer(session: Session, customer: str) -> User:
     return user
 
 
+def customer_hash(user_id: int) -> str:
+    """Pseudonymous, stable reference to a customer for export manifests (no name, no username): the
+    exporter writes it, ``forget_customer`` looks for it; here so that the store needs no training code."""
+    return hashlib.sha256(f"chatbot-customer:{user_id}".encode()).hexdigest()[:32]
+
+
 def forget_customer(session: Session, customer: str, actor_id: int | None = None) -> DeletionReport:
     """Delete the customer's conversations, messages, candidates and corrections, and their user row."""
-    from training.export import customer_hash  # the manifest format is defined next to the exporter
-
     user = find_customer(session, customer)
     user_id = user.id
     conversations = select(Conversation.id).where(Conversation.customer_id == user_id)
+    conversation_ids = set(session.scalars(conversations))
     report = _delete_conversations(session, conversations)
     wanted = customer_hash(user_id)
-    report.model_versions = [
-        {"id": v.id, "name": v.name, "status": v.status}
-        for v in session.scalars(select(ModelVersion).order_by(ModelVersion.id))
-        if wanted in _customer_hashes(v.manifest)
-    ]
+    report.model_versions = trained_on(session, wanted)
+    report.files = erase_from_files(session, wanted, conversation_ids)
     if user.role == "customer":
         session.delete(user)
         session.flush()
@@ -67,6 +72,25 @@ def forget_customer(session: Session, customer: str, actor_id: int | None = None
     details = report.as_dict() | {"model_versions": [v["id"] for v in report.model_versions]}
     record(session, actor_id, "privacy.forget", f"user:{user_id}", details)
     return report
+
+
+def trained_on(session: Session, wanted_hash: str) -> list[dict[str, Any]]:
+    """The versions whose training data held the customer, and every version fine-tuned from one of them
+    (``parent_id``, any depth): a model that saw the customer passed what it learned on to its heirs."""
+    versions = list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+    found: dict[int, dict[str, Any]] = {
+        v.id: {"id": v.id, "name": v.name, "status": v.status, "via": "trained on the customer's data"}
+        for v in versions if wanted_hash in _customer_hashes(v.manifest)
+    }
+    grew = True
+    while grew:  # follow the lineage down to the last fine-tune
+        grew = False
+        for v in versions:
+            if v.id not in found and v.parent_id in found:
+                found[v.id] = {"id": v.id, "name": v.name, "status": v.status,
+                               "via": f"fine-tuned from version {v.parent_id}"}
+                grew = True
+    return [found[i] for i in sorted(found)]
 
 
 def purge_older_than(session: Session, cutoff: datetime, actor_id: int | None = None) -> DeletionReport:
@@ -86,6 +110,8 @@ def _delete_conversations(session: Session, conversation_ids: Select[Any]) -> De
         messages = select(Message.id).where(Message.conversation_id.in_(chunk))
         report.reviews += _count_delete(session, delete(Review).where(Review.message_id.in_(messages)))
         report.candidates += _count_delete(session, delete(ReplyCandidate).where(ReplyCandidate.message_id.in_(messages)))
+        # a shadowed candidate's replies can copy the customer's words (the copy mechanism): they go too
+        _count_delete(session, delete(ShadowReply).where(ShadowReply.message_id.in_(messages)))
         report.messages += _count_delete(session, delete(Message).where(Message.conversation_id.in_(chunk)))
         report.conversations += _count_delete(session, delete(Conversation).where(Conversation.id.in_(chunk)))
     session.expire_all()

@@ -12,6 +12,10 @@ Policy (the same on SQLite and PostgreSQL, tested in ``tests/store/test_bad_inpu
 * full payment card numbers (Luhn-valid, 13-19 digits) are replaced by ``<CARD>`` via
   ``chatbot.text.redact.mask_card_numbers``: the store never holds one, not even unredacted.
 
+A live conversation's language must be one the product supports (``check_language``, applied by the
+service to conversations customers start; imported corpora keep their own codes), exactly as written:
+"EN" or "it" are refused with the list of allowed codes, since every later reply is decoded in it.
+
 Leading and trailing whitespace is kept: the text is stored as the customer typed it.
 """
 
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 import re
 
-from chatbot.store.db import InvalidMessage
+from chatbot.store.db import InvalidMessage, InvalidValue
 from chatbot.text.redact import mask_card_numbers
+from chatbot.text.tokenize import SUPPORTED_LANGUAGES
 
 DEFAULT_MAX_CHARS = 20_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -38,3 +43,10 @@ def clean_text(text: object, max_chars: int = DEFAULT_MAX_CHARS, *, allow_empty:
     if not allow_empty and not text.strip():
         raise InvalidMessage("message text is empty")
     return mask_card_numbers(text)
+
+
+def check_language(language: object) -> str:
+    """``language`` if it is a supported code (lower case, as the tokenizer and the models name them)."""
+    if not isinstance(language, str) or language not in SUPPORTED_LANGUAGES:
+        raise InvalidValue(f"unsupported language {language!r}; use one of: {', '.join(SUPPORTED_LANGUAGES)}")
+    return language

@@ -34,6 +34,7 @@ from chatbot.text.special import PLACEHOLDERS
 LABELS = tuple(p.strip("<>") for p in PLACEHOLDERS)  # EMAIL, PHONE, CARD, URL, ADDRESS, NAME, ACCOUNT, ZIP, PII
 
 # 13-19 digits, optionally grouped by single spaces or dashes.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _CARD_CANDIDATE = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 
 
@@ -284,7 +285,8 @@ class _Detector:
             self.matcher.add(key, patterns, greedy="LONGEST")
 
     def find(self, text: str) -> list[tuple[int, int, str, str]]:
-        doc = self.nlp(text)
+        # spaCy encodes to UTF-8, which a lone surrogate lacks: U+FFFD is one code point too, so spans still fit
+        doc = self.nlp(_SURROGATE_RE.sub("\ufffd", text))
         found: list[tuple[int, int, str, str]] = []
         for match_id, start, end in self.matcher(doc):
             key = self.nlp.vocab.strings[match_id]

@@ -30,6 +30,7 @@ _SPECIAL_RE = re.compile(
 )
 _CONTROL_TOKENS = frozenset({PAD, BOS, EOS})
 _WS_RE = re.compile(r"\s+")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _LATIN_WORD_RE = re.compile(r"[^\W\d_]+")
 
@@ -38,8 +39,11 @@ _Piece = tuple[str, bool]
 
 
 def normalize(text: str) -> str:
-    """Unicode NFKC, whitespace runs collapsed to one space, stripped. Case is kept (see module doc)."""
-    return _WS_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    """Unicode NFKC, whitespace runs collapsed to one space, stripped. Case is kept (see module doc).
+
+    A lone surrogate (JSON's ``"\\ud800"`` decodes to one) has no UTF-8 form and would crash the segmenters:
+    it becomes U+FFFD, as the web layer does for stored text."""
+    return _WS_RE.sub(" ", unicodedata.normalize("NFKC", _SURROGATE_RE.sub("\ufffd", text))).strip()
 
 
 def _check_language(language: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from chatbot.generation.reply import ReplyGenerator
 from chatbot.model.checkpoint import load_checkpoint
+from chatbot.service.generator import ReplyGenerator
 from chatbot.shipped.package import package_model
 
 
@@ -44,6 +44,18 @@ def test_package_writes_fp16_weights_metrics_and_model_card(tiny_model, tmp_path
     assert "| bleu | 12.50 | 8.00 | 9.50 | 5.00 |" in card and "CC BY-SA 4.0" in card and "Apache-2.0" in card
     assert "| `crosswoz:x.json@train` | 4.0 |" in card and "training/recipes/shipped.toml" in card
     assert "crosswoz_dev 0.12" in card and card.rstrip().endswith("225 replies/s")
+
+    # A run in two stages (train, then fine-tune with --init-from) lists both in the metrics and the card.
+    stages = [{"recipe": "training/recipes/shipped.toml", "steps": 400, "stopped": "max_steps", "best_dev_loss": 3.5,
+               "seconds": 1500},
+              {"recipe": "training/recipes/shipped-continue.toml", "steps": 600, "stopped": "max_minutes",
+               "best_dev_loss": 3.2, "seconds": 660}]
+    (work / "stages.json").write_text(json.dumps(stages))
+    metrics = package_model(work, out)
+    assert metrics["training"]["stages"] == stages
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "1000 steps in 2 stages" in card
+    assert "| 2 | `training/recipes/shipped-continue.toml` | 600 | max_minutes | 3.20 | 11.0 |" in card
     # Half precision does not change what this model says.
     for path in (tiny_model, out):
         replies = ReplyGenerator.from_checkpoint(path).generate([[("customer", "where is my order")]])

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 import torch
 
-from chatbot.generation.reply import ReplyGenerator
 from chatbot.model.checkpoint import load_checkpoint
+from chatbot.service.generator import ReplyGenerator
 from chatbot.settings import load_settings
 from chatbot.shipped import shipped_model_dir
 from chatbot.text.tokenize import detect_language, tokenize

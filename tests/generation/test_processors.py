@@ -9,6 +9,7 @@ import torch
 
 from chatbot.generation import (
     ContextNGramBlock,
+    CopyBonus,
     GenerationConfig,
     MinNewTokens,
     NoRepeatNGram,
@@ -96,6 +97,34 @@ def test_context_ngram_block_bound_to_a_row_layout():
 def test_context_ngram_block_rejects_rows_that_do_not_split_over_contexts():
     with pytest.raises(ValueError, match="do not split evenly"):
         ContextNGramBlock(2, [[1, 2], [3, 4]])(torch.tensor([[1], [1], [1]]), torch.zeros(3, 5))
+
+
+def test_copy_bonus_adds_once_per_detail_word_of_each_rows_customer():
+    # row 0's customer wrote ids 120 and 130 (130 twice) and the common id 7; row 1 wrote 125 and a
+    # copied out-of-vocabulary word (extended id 205); -1 separates turns
+    bonus = CopyBonus(0.5, [[120, 7, 130, -1, 130], [125, 205]], common_ids=100)
+    scores = torch.full((4, 210), -2.0)
+    scores[0, 121] = -INF
+    out = run_pure(bonus, torch.zeros(4, 0, dtype=torch.long), scores)  # two beams per batch row
+    expected = torch.full((4, 210), -2.0)
+    expected[0, 121] = -INF
+    expected[:2, 120] = expected[:2, 130] = -1.5  # once, although 130 was written twice
+    expected[2:, 125] = expected[2:, 205] = -1.5
+    assert torch.equal(out, expected)
+
+
+def test_copy_bonus_bound_to_a_row_layout_and_off_at_zero():
+    bonus = CopyBonus(1.0, [[101], [102]], common_ids=100).for_rows(torch.tensor([1, 0, 1]))
+    out = run_pure(bonus, torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 104))
+    assert out.nonzero().tolist() == [[0, 102], [1, 101], [2, 102]]
+    with pytest.raises(ValueError, match="bound to 3 rows"):
+        bonus(torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 104))
+    with pytest.raises(ValueError, match="copy bonus must be >= 0"):
+        CopyBonus(-1.0, [[101]])
+    config = GenerationConfig(bos_token_id=1, eos_token_id=2)
+    assert not any(isinstance(p, CopyBonus) for p in build_processors(config, context_ids=[[101]]))
+    assert any(isinstance(p, CopyBonus) for p in build_processors(config.replace(copy_bonus=1.0),
+                                                                   context_ids=[[101]]))
 
 
 def test_min_new_tokens_blocks_eos_until_enough_tokens():

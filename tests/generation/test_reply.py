@@ -7,8 +7,8 @@ import torch
 
 from chatbot.generation import GenerationConfig
 from chatbot.generation.quantize import is_quantized, quantize_int8
-from chatbot.generation.reply import ReplyGenerator
 from chatbot.model.checkpoint import save_checkpoint
+from chatbot.service.generator import ReplyGenerator
 from chatbot.settings import load_settings
 from chatbot.text.tokenize import tokenize
 

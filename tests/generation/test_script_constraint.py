@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from chatbot.generation import GenerationConfig, ScriptConstraint, beam_search, config_from_settings
-from chatbot.generation.reply import ReplyGenerator, foreign_script_masks
+from chatbot.generation.reply import foreign_script_masks
 from chatbot.model.batch import Seq2SeqBatch
+from chatbot.service.generator import ReplyGenerator
 from chatbot.settings import load_settings
 from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
 from tests.generation.scripted import EOS, ScriptedModel

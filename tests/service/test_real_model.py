@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from chatbot.generation.reply import ReplyGenerator
 from chatbot.service.chat import ReplayService
+from chatbot.service.generator import ReplyGenerator
 from chatbot.store import registry
 from chatbot.store.db import NotFound
 from chatbot.store.models import Message, ReplyCandidate

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.store import ConversationStore, IllegalTransition, InvalidMessage, NotFound
+from chatbot.store import IllegalTransition, InvalidMessage, NotFound
 from chatbot.store.textpolicy import clean_text
+from tests.shortcuts import ShortcutStore
 
 
 @pytest.fixture
-def conv_id(store: ConversationStore) -> int:
+def conv_id(store: ShortcutStore) -> int:
     return store.start_conversation().id
 
 
-def _assert_nothing_written(store: ConversationStore, conv_id: int) -> None:
+def _assert_nothing_written(store: ShortcutStore, conv_id: int) -> None:
     assert store.last_turns(conv_id, 5) == []
     assert store.get_conversation(conv_id).last_seq == 0
     assert store.stats()["messages"] == 0
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t ", "\x00", " \x00\x00 "])
-def test_empty_text_is_refused(store: ConversationStore, conv_id: int, text: str) -> None:
+def test_empty_text_is_refused(store: ShortcutStore, conv_id: int, text: str) -> None:
     with pytest.raises(InvalidMessage, match="empty"):
         store.append_message(conv_id, "customer", text)
     _assert_nothing_written(store, conv_id)
 
 
-def test_one_megabyte_text_is_refused_whole(store: ConversationStore, conv_id: int) -> None:
+def test_one_megabyte_text_is_refused_whole(store: ShortcutStore, conv_id: int) -> None:
     with pytest.raises(InvalidMessage, match="1,048,576 characters long; the limit is 20,000"):
         store.append_message(conv_id, "customer", "x" * 1_048_576)
     _assert_nothing_written(store, conv_id)
@@ -35,24 +36,24 @@ def test_one_megabyte_text_is_refused_whole(store: ConversationStore, conv_id: i
 def test_the_limit_is_inclusive_and_comes_from_settings(tmp_path, db_url: str) -> None:  # type: ignore[no-untyped-def]
     from chatbot.settings import load_settings
 
-    with ConversationStore(load_settings(data_dir=tmp_path, database_url=db_url, max_message_chars=50)) as store:
+    with ShortcutStore(load_settings(data_dir=tmp_path, database_url=db_url, max_message_chars=50)) as store:
         conv = store.start_conversation()
         assert store.append_message(conv.id, "customer", "y" * 50).text == "y" * 50
         with pytest.raises(InvalidMessage, match="51 characters"):
             store.append_message(conv.id, "customer", "y" * 51)
     big = "z" * 20_000  # the default limit: stored whole, read back whole
-    with ConversationStore(db_url) as default_store:
+    with ShortcutStore(db_url) as default_store:
         default_store.append_message(conv.id, "agent", big)
         assert default_store.last_turns(conv.id, 1)[0].text == big
 
 
-def test_nul_bytes_are_removed_and_surrogates_replaced(store: ConversationStore, conv_id: int) -> None:
+def test_nul_bytes_are_removed_and_surrogates_replaced(store: ShortcutStore, conv_id: int) -> None:
     stored = store.append_message(conv_id, "customer", "a\x00b \ud83d\ude00 lone \ud800 end\udfff")
     assert stored.text == "ab \U0001F600 lone \ufffd end\ufffd"
     assert store.last_turns(conv_id, 1)[0].text == stored.text  # the database round-trips it exactly
 
 
-def test_card_numbers_are_never_stored(store: ConversationStore, conv_id: int) -> None:
+def test_card_numbers_are_never_stored(store: ShortcutStore, conv_id: int) -> None:
     store.append_message(conv_id, "customer", "my card is 4111-1111-1111-1111, order 12345")
     bot = store.append_message(conv_id, "bot", "noted", candidates=[("card 4111 1111 1111 1111?", -2.0)])
     assert store.last_turns(conv_id, 1)[0].text == "noted"
@@ -66,7 +67,7 @@ def test_whitespace_around_text_is_kept() -> None:
         clean_text(b"bytes")
 
 
-def test_unknown_conversation(store: ConversationStore) -> None:
+def test_unknown_conversation(store: ShortcutStore) -> None:
     missing = 987_654
     with pytest.raises(NotFound, match=str(missing)):
         store.append_message(missing, "customer", "hello")
@@ -81,7 +82,7 @@ def test_unknown_conversation(store: ConversationStore) -> None:
     assert store.stats()["messages"] == 0
 
 
-def test_illegal_transition_changes_nothing(store: ConversationStore, conv_id: int) -> None:
+def test_illegal_transition_changes_nothing(store: ShortcutStore, conv_id: int) -> None:
     store.close_conversation(conv_id, csat=2)
     with pytest.raises(IllegalTransition, match="closed; it cannot become human"):
         store.set_status(conv_id, "human")

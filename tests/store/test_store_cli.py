@@ -11,8 +11,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from chatbot.cli import app
-from chatbot.store import ConversationStore
 from chatbot.store.db import head_revision
+from tests.shortcuts import ShortcutStore
 
 runner = CliRunner()
 
@@ -30,7 +30,7 @@ def test_upgrade_current_stats_downgrade(db_url: str) -> None:
 
     upgraded = _invoke(db_url, "db", "upgrade")
     assert upgraded.exit_code == 0 and f"at revision {head_revision()}" in upgraded.stdout
-    with ConversationStore(db_url) as store:
+    with ShortcutStore(db_url) as store:
         conv = store.start_conversation()
         store.append_message(conv.id, "customer", "hi")
         store.append_message(conv.id, "bot", "hello")

@@ -7,13 +7,13 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
-from chatbot.store import ConversationStore
 from chatbot.store.models import Conversation, Message
+from tests.shortcuts import ShortcutStore
 
 THREADS, PER_THREAD, CONVERSATIONS = 50, 100, 5
 
 
-def test_50_threads_x_100_messages_into_5_conversations(store: ConversationStore) -> None:
+def test_50_threads_x_100_messages_into_5_conversations(store: ShortcutStore) -> None:
     conv_ids = [store.start_conversation().id for _ in range(CONVERSATIONS)]
     start = threading.Barrier(THREADS)
     errors: list[BaseException] = []

@@ -1,4 +1,4 @@
-"""Repository functions and the ConversationStore service, on SQLite and PostgreSQL."""
+"""Repository functions and the store (with the test shortcuts), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from datetime import timezone
 import pytest
 from sqlalchemy import func, select
 
-from chatbot.store import AlreadyExists, ConversationStore, IllegalTransition, InvalidValue, NotFound
+from chatbot.store import AlreadyExists, IllegalTransition, InvalidValue, NotFound
 from chatbot.store import conversations as repo
 from chatbot.store.conversations import ALLOWED_TRANSITIONS
 from chatbot.store.models import CONVERSATION_STATUSES, AuditLog, Message, ReplyCandidate
+from tests.shortcuts import ShortcutStore
 
 
-def test_messages_are_numbered_and_history_is_oldest_first(store: ConversationStore) -> None:
+def test_messages_are_numbered_and_history_is_oldest_first(store: ShortcutStore) -> None:
     conv = store.start_conversation(language="de", channel="web")
     other = store.start_conversation()
     for i in range(30):
@@ -29,7 +30,7 @@ def test_messages_are_numbered_and_history_is_oldest_first(store: ConversationSt
     assert store.get_conversation(conv.id).language == "de"
 
 
-def test_bot_message_keeps_generation_details_and_candidates(store: ConversationStore) -> None:
+def test_bot_message_keeps_generation_details_and_candidates(store: ShortcutStore) -> None:
     conv = store.start_conversation()
     store.append_message(conv.id, "customer", "where is my order?")
     bot = store.append_message(
@@ -53,7 +54,7 @@ def test_bot_message_keeps_generation_details_and_candidates(store: Conversation
         assert stored.created_at.tzinfo is not None
 
 
-def test_store_message_writes_what_append_message_reads_back(store: ConversationStore) -> None:
+def test_store_message_writes_what_append_message_reads_back(store: ShortcutStore) -> None:
     """The chat path's Core INSERTs store the same row and candidates as the ORM path, and refuse alike."""
     conv = store.start_conversation()
     attention = {"source_tokens": ["where", "?"], "target_tokens": ["here"], "weights": [[0.75, 0.25]]}
@@ -79,7 +80,7 @@ def test_store_message_writes_what_append_message_reads_back(store: Conversation
     assert store.get_conversation(conv.id).last_seq == 2  # refused messages take no sequence number
 
 
-def test_visible_context_is_what_the_customer_saw_last_turns_oldest_first(store: ConversationStore) -> None:
+def test_visible_context_is_what_the_customer_saw_last_turns_oldest_first(store: ShortcutStore) -> None:
     """The model answers from what the customer actually read: drafts, rejected replies and system notices
     are left out, and only the last ``turns`` turns count (``before_seq`` for replaying an old reply)."""
     conv = store.start_conversation()
@@ -103,7 +104,7 @@ def test_visible_context_is_what_the_customer_saw_last_turns_oldest_first(store:
         assert repo.visible_context(session, 10**9, 5) == []
 
 
-def test_draft_reply_and_review_fields_belong_to_bot_messages(store: ConversationStore) -> None:
+def test_draft_reply_and_review_fields_belong_to_bot_messages(store: ShortcutStore) -> None:
     conv = store.start_conversation()
     assert store.append_message(conv.id, "bot", "draft reply", review_state="draft").review_state == "draft"
     assert store.append_message(conv.id, "customer", "hello").review_state is None
@@ -132,7 +133,7 @@ def test_status_transition_table(session_factory, old: str, new: str) -> None:  
         session.rollback()
 
 
-def test_handover_assigns_agent_blocks_bot_and_is_audited(store: ConversationStore) -> None:
+def test_handover_assigns_agent_blocks_bot_and_is_audited(store: ShortcutStore) -> None:
     agent = store.create_user("alice", role="agent", display_name="Alice")
     conv = store.start_conversation()
     store.append_message(conv.id, "bot", "hello")
@@ -151,7 +152,7 @@ def test_handover_assigns_agent_blocks_bot_and_is_audited(store: ConversationSto
         ]
 
 
-def test_only_in_refuses_a_message_in_any_other_status_and_writes_nothing(store: ConversationStore) -> None:
+def test_only_in_refuses_a_message_in_any_other_status_and_writes_nothing(store: ShortcutStore) -> None:
     conv = store.start_conversation(language="fr")
     with store.transaction() as s:
         token_hash = "ab" * 32
@@ -172,7 +173,7 @@ def test_only_in_refuses_a_message_in_any_other_status_and_writes_nothing(store:
     assert [m.text for m in store.last_turns(conv.id, 10)] == ["hello", "hi"]
 
 
-def test_closed_is_final_and_keeps_csat(store: ConversationStore) -> None:
+def test_closed_is_final_and_keeps_csat(store: ShortcutStore) -> None:
     conv = store.start_conversation()
     store.append_message(conv.id, "customer", "bye")
     closed = store.close_conversation(conv.id, csat=4)
@@ -190,7 +191,7 @@ def test_closed_is_final_and_keeps_csat(store: ConversationStore) -> None:
     assert store.get_conversation(conv.id).last_seq == 1
 
 
-def test_csat_after_closing_and_out_of_range(store: ConversationStore) -> None:
+def test_csat_after_closing_and_out_of_range(store: ShortcutStore) -> None:
     conv = store.start_conversation()
     store.close_conversation(conv.id)
     for bad in (0, 6, 3.5, True, "5"):
@@ -199,7 +200,7 @@ def test_csat_after_closing_and_out_of_range(store: ConversationStore) -> None:
     assert store.set_csat(conv.id, 5).csat == 5
 
 
-def test_queue_puts_pending_first_longest_waiting_first(store: ConversationStore) -> None:
+def test_queue_puts_pending_first_longest_waiting_first(store: ShortcutStore) -> None:
     a, b, c, d, e = (store.start_conversation() for _ in range(5))
     store.set_status(a.id, "pending")
     store.set_status(b.id, "human")
@@ -214,7 +215,7 @@ def test_queue_puts_pending_first_longest_waiting_first(store: ConversationStore
         store.list_queue(statuses=["waiting"])
 
 
-def test_imports_are_idempotent_by_source_and_external_id(store: ConversationStore) -> None:
+def test_imports_are_idempotent_by_source_and_external_id(store: ShortcutStore) -> None:
     first = store.start_conversation(source="sgd", external_id="1_00001", meta={"services": ["Banks_1"]})
     with pytest.raises(AlreadyExists) as caught:
         store.start_conversation(source="sgd", external_id="1_00001")
@@ -228,7 +229,7 @@ def test_imports_are_idempotent_by_source_and_external_id(store: ConversationSto
     assert store.stats()["conversations"] == 4
 
 
-def test_users_and_customers(store: ConversationStore) -> None:
+def test_users_and_customers(store: ShortcutStore) -> None:
     alice = store.create_user("alice", role="agent")
     with pytest.raises(AlreadyExists):
         store.create_user("alice")
@@ -241,7 +242,7 @@ def test_users_and_customers(store: ConversationStore) -> None:
     assert store.get_conversation(conv.id).customer_id == cust.id
 
 
-def test_stats_counts_by_status_and_role(store: ConversationStore) -> None:
+def test_stats_counts_by_status_and_role(store: ShortcutStore) -> None:
     a, b = store.start_conversation(), store.start_conversation()
     store.append_message(a.id, "customer", "hi")
     store.append_message(a.id, "bot", "hello", candidates=[("hello", -0.1)])

@@ -10,6 +10,7 @@ from chatbot.store import ConversationStore, InvalidValue, NotFound, facts
 from chatbot.store import conversations as repo
 from chatbot.store.db import current_revision, downgrade, head_revision, make_engine, upgrade
 from chatbot.store.models import AuditLog, CompanyFact
+from tests.shortcuts import ShortcutStore
 
 
 def test_add_list_update_delete_and_audit(store: ConversationStore) -> None:
@@ -54,7 +55,7 @@ def test_bad_facts_are_refused_and_nothing_is_written(store: ConversationStore) 
         assert [f.title for f in facts.list_facts(s)] == ["Card"]
 
 
-def test_conversation_texts_are_what_the_customer_saw(store: ConversationStore) -> None:
+def test_conversation_texts_are_what_the_customer_saw(store: ShortcutStore) -> None:
     conv = store.start_conversation()
     with store.transaction() as s:
         repo.store_message(s, conv.id, "customer", "book for 2 at 7 pm")

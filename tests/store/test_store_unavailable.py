@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from chatbot.store import ConversationStore, StoreUnavailable
 from chatbot.store import conversations as repo
+from tests.shortcuts import ShortcutStore
 
 
 def _terminate_backends(db_url: str) -> int:
@@ -36,7 +37,7 @@ def test_closed_port_is_unavailable_with_password_masked() -> None:
 
 
 def test_connection_killed_mid_transaction_loses_the_whole_transaction_only(postgresql_url: str) -> None:
-    with ConversationStore(postgresql_url) as store:
+    with ShortcutStore(postgresql_url) as store:
         conv = store.start_conversation()
         store.append_message(conv.id, "customer", "before")
         failed = pytest.raises(StoreUnavailable, match="database unavailable at postgresql")
@@ -50,7 +51,7 @@ def test_connection_killed_mid_transaction_loses_the_whole_transaction_only(post
 
 
 def test_idle_connections_killed_between_calls_are_replaced(postgresql_url: str) -> None:
-    with ConversationStore(postgresql_url) as store:
+    with ShortcutStore(postgresql_url) as store:
         conv = store.start_conversation()
         store.append_message(conv.id, "customer", "one")
         assert _terminate_backends(postgresql_url) >= 1
@@ -62,7 +63,7 @@ def test_missing_postgresql_database_is_unavailable_then_recovers(postgresql_url
     name = make_url(postgresql_url).database
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        with ConversationStore(postgresql_url) as store:
+        with ShortcutStore(postgresql_url) as store:
             with pytest.raises(StoreUnavailable, match="does not exist"):
                 store.start_conversation()
             admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
@@ -73,7 +74,7 @@ def test_missing_postgresql_database_is_unavailable_then_recovers(postgresql_url
 def test_sqlite_directory_that_cannot_exist_is_unavailable_then_recovers(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the data directory should be")
-    with ConversationStore(f"sqlite:///{blocker}/chatbot.db") as store:
+    with ShortcutStore(f"sqlite:///{blocker}/chatbot.db") as store:
         with pytest.raises(StoreUnavailable, match="not-a-directory"):
             store.start_conversation()
         blocker.unlink()

@@ -78,8 +78,14 @@ def test_nightly_full_then_finetune_then_nothing_new(tmp_path):
 
 @pytest.mark.slow
 def test_two_concurrent_nightly_runs_never_overlap(tmp_path):
+    """Two nightly jobs and a manual ``chatbot train`` at once (issue 19): the lock lets one nightly run, the
+    other says it is locked, and the manual run, which takes no lock, trains on beside them."""
     _fill_store(tmp_path, 150, seed=3)
     env = _env(tmp_path, epochs=20)
+    manual_data = write_jsonl(tmp_path / "manual.jsonl", make_conversations(60, seed=9))
+    manual = subprocess.Popen(["chatbot", "train", "--data", f"jsonl:{manual_data}", "--out", str(tmp_path / "manual"),
+                               "--config", env["CHATBOT_NIGHTLY_TRAIN_CONFIG"], "--json"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs = [subprocess.Popen(["chatbot", "nightly", "--full", "--json"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -87,3 +93,10 @@ def test_two_concurrent_nightly_runs_never_overlap(tmp_path):
     assert codes == [0, 1], outs
     err = next(e for p, (_, e) in zip(procs, outs) if p.returncode == 1)
     assert "another nightly job is running" in err
+    manual_out, manual_err = manual.communicate(timeout=300)
+    assert manual.returncode == 0, manual_err[-3000:]
+    assert Path(json.loads(manual_out)["model_dir"]) == tmp_path / "manual" / "model"
+    with ConversationStore(load_settings(data_dir=tmp_path / "data")) as store, store.transaction(read_only=True) as s:
+        names = [v.name for v in registry.list_versions(s)]
+        assert len(names) == 1 and names[0].startswith("nightly-")  # one nightly's model; the manual one is not registered
+        assert sorted(j.status for j in jobs.list_jobs(s, "nightly")) == ["succeeded"]  # the locked one made no job

@@ -67,11 +67,11 @@ def test_customer_chat_agent_console_and_no_script_injection(browser, live_serve
     agent.fill("#password", "password123")
     agent.click("#sign-in")
     agent.wait_for_url("**/agent/")
-    expect(agent.locator("#agent-queue")).to_contain_text("bot", timeout=20_000)
-    agent.locator("#agent-conversation input").fill("1")
-    agent.click("#agent-open")
+    agent.locator("#inbox-view").get_by_text("Bot (1)").click()
+    agent.locator("#agent-queue").get_by_text(payload).filter(visible=True).first.click()  # the preview, as text; a click opens it
     agent.locator("#agent-transcript").get_by_text("where is my parcel?", exact=False).first.wait_for(timeout=20_000)
     assert agent.evaluate("window.__pwned") is None
+    agent.get_by_text("Bot replies: n-best, grounding, attention, review, replay").click()
     agent.locator("#agent-candidates").get_by_text("other").wait_for(timeout=20_000)
     corrected = agent.locator("#agent-corrected textarea")
     corrected.fill("Your parcel arrives tomorrow.")
@@ -79,7 +79,8 @@ def test_customer_chat_agent_console_and_no_script_injection(browser, live_serve
     agent.locator("#agent-info").get_by_text("is now edited").wait_for(timeout=20_000)
     agent.click("#agent-take-over")
     agent.locator("#agent-info").get_by_text("take over").wait_for(timeout=20_000)
-    expect(agent.locator("#agent-queue")).to_contain_text("human", timeout=20_000)  # the queue follows
+    agent.locator("#inbox-view").get_by_text("Mine (1)").click()
+    expect(agent.locator("#agent-queue")).to_contain_text("human", timeout=20_000)  # the inbox follows
     agent.locator("#agent-reply textarea").fill("Hi, Ana here.")
     agent.click("#agent-send")
     agent.locator("#agent-transcript").get_by_text("Agent: Hi, Ana here.").wait_for(timeout=20_000)
@@ -93,7 +94,7 @@ def test_customer_chat_agent_console_and_no_script_injection(browser, live_serve
 
 def _replay_in_console(agent, live_server, m2_dir) -> None:
     """Replay the edited bot reply with the candidate model m2: shown next to what was sent, not sent."""
-    from chatbot.generation.reply import ReplyGenerator
+    from chatbot.service.generator import ReplyGenerator
 
     service = live_server.service
     before = service.customer_messages(1)

@@ -102,7 +102,7 @@ def test_agent_console_highlights_the_ungrounded_details_of_a_reply(live_server)
         bot = next(m for m in messages if m["role"] == "bot")
         assert bot["review_state"] == "draft"
         assert bot["meta"]["grounding"]["ungrounded"] == ["2", "12 pm", "March 12th"]
-        rows, _header, _choices = call(agent, "agent", "open_conversation", cid, None, session="tab")
+        rows, _header, _choices, *_suggested = call(agent, "agent", "open_conversation", cid, None, session="tab")
         contents = [_text(r["content"]) for r in rows]
         assert any(c.endswith("⚠ Not in the conversation or company facts: 2, 12 pm, March 12th") for c in contents)
         assert any("(why: ungrounded details: 2, 12 pm, March 12th)" in c for c in contents)

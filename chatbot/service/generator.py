@@ -1,0 +1,189 @@
+"""The serving decoder: a checkpoint, its quantization and the decoding settings, built by one function.
+
+``serving_generator`` is what serving (each decoder process), ``chatbot reply`` / ``chatbot chat``,
+``chatbot eval``, the promotion gate and an agent's replay all decode with, so what is measured is what is
+served. ``ReplyGenerator`` turns conversations into the model's tensors (context encoding, the copy
+mechanism's batch), runs one batched search (``chatbot.generation``) and reads the replies back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from chatbot.generation.config import GenerationConfig, config_from_settings, resolve_config
+from chatbot.generation.processors import ScriptConstraint, SuppressTokens, build_processors
+from chatbot.generation.quantize import quantize_int8
+from chatbot.generation.reply import (
+    Candidate,
+    Reply,
+    Turn,
+    customer_ids,
+    foreign_script_masks,
+    reply_confidence,
+    rounded_weights,
+)
+from chatbot.generation.search import StepModel, decode
+from chatbot.model.batch import collate, encode_pair
+from chatbot.model.checkpoint import LoadedModel, load_checkpoint
+from chatbot.text.context import encode_context
+from chatbot.text.special import SPEAKER_TOKENS
+from chatbot.text.tokenize import SUPPORTED_LANGUAGES, detect_language, detokenize
+from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
+
+if TYPE_CHECKING:
+    from chatbot.settings import Settings
+
+__all__ = ["Candidate", "Reply", "ReplyGenerator", "Turn", "context_window", "serving_generator"]
+
+
+def serving_generator(directory: str | Path, settings: Settings, **decoding: Any) -> ReplyGenerator:
+    """The decoder serving uses for the checkpoint in ``directory``: the settings' decoding (``decoding``
+    overrides some, GenerationConfig names), int8 when ``settings.quantize_int8``, the model's trained
+    context window, ``settings.torch_threads`` (one unless set)."""
+    # One decode thread unless told otherwise: the worker is a single thread and the HTTP threads need the
+    # other cores. torch's default (one thread per core) oversubscribes them: on a busy two-core machine a
+    # batch of one took 300 ms with two threads instead of 25 ms with one.
+    torch.set_num_threads(settings.torch_threads or 1)
+    return ReplyGenerator.from_checkpoint(Path(directory), settings=settings, int8=settings.quantize_int8,
+                                          **decoding)
+
+
+def context_window(checkpoint_config: dict[str, Any], settings: Settings | None) -> tuple[int, int]:
+    """(max_turns, max_tokens) of context the model was trained with, else the settings', else 6 and 200:
+    a model reads the window it learned in, whatever the serving settings say."""
+    train_cfg = (checkpoint_config.get("extra") or {}).get("train_config") or {}
+    return (int(train_cfg.get("max_turns", settings.context_turns if settings else 6)),
+            int(train_cfg.get("max_src_tokens", settings.context_max_tokens if settings else 200)))
+
+
+class ReplyGenerator:
+    """Writes replies for many conversations at once with one model; safe to share across requests
+    (it holds no per-request state)."""
+
+    def __init__(
+        self,
+        model: StepModel,
+        vocab: Vocab,
+        config: GenerationConfig,
+        *,
+        languages: Sequence[str] = SUPPORTED_LANGUAGES,
+        default_language: str = "en",
+        max_turns: int = 6,
+        max_tokens: int = 200,
+    ) -> None:
+        if config.bos_token_id != vocab.bos_id or config.eos_token_id != vocab.eos_id:
+            raise ValueError(f"config BOS/EOS ids ({config.bos_token_id}, {config.eos_token_id}) do not match "
+                             f"the vocabulary ({vocab.bos_id}, {vocab.eos_id})")
+        if default_language not in languages:
+            raise ValueError(f"default language {default_language!r} is not one of {list(languages)}")
+        self.model, self.vocab, self.config = model, vocab, config
+        self.languages, self.default_language = tuple(languages), default_language
+        self.max_turns, self.max_tokens = max_turns, max_tokens
+        self.loaded: LoadedModel | None = None  # the checkpoint, when built by from_checkpoint
+        # Never write control, speaker or language tokens; placeholders (<EMAIL>...) stay writable.
+        never = [vocab.pad_id, vocab.bos_id, vocab.unk_id]
+        never += [vocab.index(t) for t in SPECIAL_TOKENS if t in set(SPEAKER_TOKENS.values()) or t.startswith("<lang:")]
+        self._suppress = SuppressTokens(never)
+        # Built once per vocabulary, so the script constraint costs one masked fill per step.
+        self._foreign_scripts = foreign_script_masks(vocab, self.languages)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        directory: str | Path,
+        *,
+        int8: bool = False,
+        settings: Settings | None = None,
+        **decoding: Any,
+    ) -> ReplyGenerator:
+        """Load a checkpoint (optionally quantized to int8) ready to serve.
+
+        Decoding settings, weakest first: the checkpoint's recorded ``decoding``, replaced by the serving
+        ``settings`` when given, then ``decoding`` keyword overrides (GenerationConfig field names). The
+        context limits are the ones the model was trained with, else the settings'.
+        """
+        loaded = load_checkpoint(directory)
+        ids = {"bos_token_id": loaded.vocab.bos_id, "eos_token_id": loaded.vocab.eos_id}
+        if settings is not None:
+            config = config_from_settings(settings, **ids, **decoding)
+        else:
+            config = resolve_config(loaded.config.get("decoding", {}), **ids, **decoding)
+        max_turns, max_tokens = context_window(loaded.config, settings)
+        generator = cls(
+            quantize_int8(loaded.model) if int8 else loaded.model,
+            loaded.vocab,
+            config,
+            languages=loaded.languages or SUPPORTED_LANGUAGES,
+            max_turns=max_turns,
+            max_tokens=max_tokens,
+        )
+        generator.loaded = loaded
+        return generator
+
+    def _language_of(self, turns: Sequence[Turn]) -> str:
+        customer = " ".join(text for role, text in turns if role == "customer") or " ".join(t for _, t in turns)
+        language = detect_language(customer)
+        return language if language in self.languages else self.default_language
+
+    def generate(
+        self,
+        contexts: Sequence[Sequence[Turn]],
+        language: str | None = None,
+        *,
+        return_attention: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> list[Reply]:
+        """One reply per conversation (turns oldest first). ``language`` None detects it per conversation
+        from the customer's words. Every context is checked before any model work starts."""
+        if not contexts:
+            return []
+        if language is not None and language not in self.languages:
+            raise ValueError(f"language {language!r} is not served by this model ({', '.join(self.languages)})")
+        languages, sources, examples = [], [], []
+        for i, turns in enumerate(contexts):
+            if not turns:
+                raise ValueError(f"context {i} has no turns")
+            lang = language or self._language_of(turns)
+            try:
+                tokens = encode_context(turns, lang, max_turns=self.max_turns, max_tokens=self.max_tokens)
+            except ValueError as exc:
+                raise ValueError(f"context {i}: {exc}") from None
+            languages.append(lang)
+            sources.append(tokens)
+            examples.append(encode_pair(tokens, None, self.vocab))
+        batch = collate(examples, self.vocab)
+        own_words = [customer_ids(src, ex.src_ext_ids) for src, ex in zip(sources, examples)]
+        processors = [self._suppress, *build_processors(self.config, context_ids=own_words)]
+        if self.config.script_constraint:  # before any sampling warper, so top-k/top-p see only allowed tokens
+            script = ScriptConstraint(self._foreign_scripts, languages, [ex.src_ext_ids for ex in examples])
+            processors.insert(1, script)
+
+        with torch.inference_mode():
+            state = self.model.encode(batch)
+            results = decode(self.model, state, self.config, processors, return_attention=return_attention,
+                             generator=generator)
+
+        replies = []
+        for row, hyps in enumerate(results):
+            lang = languages[row]
+            texts = [detokenize(batch.ids_to_tokens(row, h.tokens, self.vocab), lang) for h in hyps]
+            attention = None
+            if return_attention and hyps[0].attention is not None:
+                attention = {
+                    "source_tokens": list(sources[row]),
+                    "target_tokens": batch.ids_to_tokens(row, hyps[0].tokens, self.vocab),
+                    "weights": rounded_weights(hyps[0].attention[:, : len(sources[row])]),
+                }
+            replies.append(Reply(
+                text=texts[0],
+                language=lang,
+                confidence=reply_confidence(hyps[0], hyps[1] if len(hyps) > 1 else None, self.config.length_penalty),
+                candidates=[Candidate(t, h.score) for t, h in zip(texts, hyps)],
+                attention=attention,
+                decoding=self.config.to_dict(),
+            ))
+        return replies

@@ -1,0 +1,123 @@
+"""Files the product wrote that may hold customers' words, and erasing a customer from them.
+
+Every ``chatbot export pairs`` output and every nightly job's work directory is recorded in
+``written_files`` with the customers it holds (``customer_hashes``, as in the export manifest), so
+``chatbot forget`` reaches every copy: an export's lines of the customer's conversations are removed (the
+file is rewritten atomically, owner-only) and its manifest updated; a nightly work directory loses its data
+files (``*.jsonl``) and is listed with the models trained there. A file that no longer exists is reported
+as gone. Also here: reclaiming the space of deleted rows, which otherwise keep the text on disk until the
+database reuses or vacuums the pages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from chatbot.store.models import WrittenFile
+
+WRITTEN_KINDS = ("pairs", "nightly", "report")
+
+
+def record_written(session: Session, kind: str, path: Path | str, customer_hashes: Iterable[str]) -> WrittenFile:
+    if kind not in WRITTEN_KINDS:
+        raise ValueError(f"unknown written-file kind {kind!r}")
+    row = WrittenFile(kind=kind, path=str(Path(path).resolve()), customer_hashes=sorted(set(customer_hashes)))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def erase_from_files(session: Session, wanted_hash: str, conversation_ids: set[int]) -> list[dict[str, Any]]:
+    """Remove one customer (their pseudonymous hash, their conversation ids) from every recorded file."""
+    done: list[dict[str, Any]] = []
+    for row in session.scalars(select(WrittenFile).order_by(WrittenFile.id)):
+        if wanted_hash not in (row.customer_hashes or []):
+            continue
+        path = Path(row.path)
+        if not path.exists():
+            action = "gone"
+        elif row.kind == "pairs":
+            action = f"removed {_drop_lines(path, conversation_ids, wanted_hash)} lines"
+        else:
+            removed = [p for p in sorted(path.rglob("*.jsonl")) if p.is_file()] if path.is_dir() else []
+            for data_file in removed:
+                data_file.unlink()
+            action = f"deleted {len(removed)} data files; models trained here are listed to retrain"
+        row.customer_hashes = [h for h in (row.customer_hashes or []) if h != wanted_hash]
+        done.append({"kind": row.kind, "path": row.path, "action": action})
+    session.flush()
+    return done
+
+
+def _drop_lines(path: Path, conversation_ids: set[int], wanted_hash: str) -> int:
+    kept, dropped = [], 0
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                conversation = json.loads(line).get("conversation_id")
+            except (ValueError, AttributeError):
+                conversation = None
+            if conversation in conversation_ids:
+                dropped += 1
+            else:
+                kept.append(line)
+    _write_private(path, "".join(kept))
+    manifest = path.with_name(path.name.removesuffix(".jsonl") + ".manifest.json")
+    if manifest.exists():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data["customer_hashes"] = [h for h in data.get("customer_hashes") or [] if h != wanted_hash]
+        data["pairs"] = len(kept)
+        data["erased_lines"] = int(data.get("erased_lines") or 0) + dropped
+        _write_private(manifest, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return dropped
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Atomically replace ``path`` with an owner-only file (the old inode, and its text, is unlinked)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# Tables whose deleted rows held a customer's words or identity.
+ERASED_TABLES = ("messages", "reply_candidates", "reviews", "conversations", "users", "shadow_replies")
+
+
+def reclaim_space(engine: Engine) -> str:
+    """Make deleted rows' text leave the database files, where the engine allows it from here.
+
+    SQLite: checkpoint the WAL into the main file and truncate it, then VACUUM (rewrites the file without
+    the freed pages). PostgreSQL: VACUUM the touched tables (dead tuples become free space; the bytes stay
+    until overwritten, and the WAL segments and any base backups keep them until they are recycled).
+    """
+    if engine.dialect.name == "sqlite":
+        # On the driver's connection: the engine's "begin" hook would wrap VACUUM in a transaction.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+                cursor.execute(statement)
+                cursor.fetchall()
+            cursor.close()
+        finally:
+            raw.close()
+        return "sqlite: wal_checkpoint(TRUNCATE) + VACUUM"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if engine.dialect.name == "postgresql":
+            present = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
+                          .scalars())
+            tables = [t for t in ERASED_TABLES if t in present]
+            conn.exec_driver_sql(f"VACUUM {', '.join(tables)}")
+            return f"postgresql: VACUUM {', '.join(tables)}"
+    return f"{engine.dialect.name}: nothing run"

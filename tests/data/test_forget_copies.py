@@ -1,0 +1,89 @@
+"""Issue 19, item 10, through the real CLI on SQLite and PostgreSQL: ``chatbot forget`` reaches the copies the
+product wrote (``export pairs`` files and their manifests, nightly work files), lists the models trained on
+the customer with their lineage, and on SQLite leaves none of the customer's words in the database files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from chatbot.cli import app
+from chatbot.store import registry
+from chatbot.store.files import record_written
+from chatbot.store.models import ModelVersion
+from chatbot.store.retention import customer_hash
+from tests.shortcuts import ShortcutStore
+
+runner = CliRunner()
+SECRET = "my passport number is ZX9931774 and I live at 12 Quiet Lane"
+
+
+def _run(url: str, data_dir: Path, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), env={"CHATBOT_DATABASE_URL": url, "CHATBOT_DATA_DIR": str(data_dir)})
+
+
+def _conversation(store: ShortcutStore, customer: str, text: str) -> int:
+    user = store.get_or_create_customer(customer)
+    conversation = store.start_conversation(customer_id=user.id, language="en")
+    store.append_message(conversation.id, "customer", text)
+    store.set_status(conversation.id, "human")
+    store.append_message(conversation.id, "agent", "Thanks, noted: Quiet Lane." if customer == "eve" else "Okay.")
+    return user.id
+
+
+def test_forget_reaches_exports_work_files_lineage_and_the_database_files(db_url, tmp_path):
+    store = ShortcutStore(db_url)
+    store.ensure_schema()
+    eve = _conversation(store, "eve", SECRET)
+    _conversation(store, "sam", "what time do you open tomorrow?")
+
+    out = tmp_path / "exports" / "pairs.jsonl"
+    exported = _run(db_url, tmp_path / "data", "export", "pairs", str(out), "--no-redact", "--json")
+    assert exported.exit_code == 0, exported.output
+    assert "Quiet Lane" in out.read_text()
+    manifest = json.loads(exported.stdout)
+    # A nightly work directory with a data file in it, and three model generations: v1 saw eve, v2 was
+    # fine-tuned from v1, v3 from v2; v4 never saw her.
+    workdir = tmp_path / "nightly" / "job-1"
+    workdir.mkdir(parents=True)
+    (workdir / "train.jsonl").write_text(json.dumps({"context": SECRET}) + "\n")
+    with store.transaction() as s:
+        record_written(s, "nightly", workdir, [customer_hash(eve)])
+        v1 = registry.register(s, "v1", str(tmp_path / "m1"), manifest={"export": manifest})
+        v2 = registry.register(s, "v2", str(tmp_path / "m2"), manifest={"export": {"customer_hashes": []}})
+        v3 = registry.register(s, "v3", str(tmp_path / "m3"))
+        v4 = registry.register(s, "v4", str(tmp_path / "m4"))
+        s.get(ModelVersion, v2.id).parent_id = v1.id  # type: ignore[union-attr]
+        s.get(ModelVersion, v3.id).parent_id = v2.id  # type: ignore[union-attr]
+        ids = {"v1": v1.id, "v2": v2.id, "v3": v3.id, "v4": v4.id}
+    store.close()
+
+    forgot = _run(db_url, tmp_path / "data", "forget", "--customer", "eve", "--json")
+    assert forgot.exit_code == 0, forgot.output
+    report = json.loads(forgot.stdout)
+    assert {v["name"]: v["via"] for v in report["model_versions"]} == {
+        "v1": "trained on the customer's data", "v2": f"fine-tuned from version {ids['v1']}",
+        "v3": f"fine-tuned from version {ids['v2']}"}
+    assert {f["kind"] for f in report["files"]} == {"pairs", "nightly"}
+
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines and "Quiet Lane" not in out.read_text() and "ZX9931774" not in out.read_text()
+    assert all("open tomorrow" in json.dumps(line) for line in lines)  # the other customer stays
+    new_manifest = json.loads((tmp_path / "exports" / "pairs.manifest.json").read_text())
+    assert customer_hash(eve) not in new_manifest["customer_hashes"] and new_manifest["pairs"] == len(lines)
+    assert not (workdir / "train.jsonl").exists()
+    assert (out.stat().st_mode & 0o077) == 0  # rewritten owner-only
+
+    if db_url.startswith("sqlite"):
+        assert report["reclaimed"].startswith("sqlite: wal_checkpoint(TRUNCATE) + VACUUM")
+        db_file = Path(db_url.removeprefix("sqlite:///"))
+        for path in (db_file, db_file.with_name(db_file.name + "-wal")):
+            if path.exists():
+                assert b"ZX9931774" not in path.read_bytes(), f"{path.name} still holds the erased text"
+    else:
+        assert report["reclaimed"].startswith("postgresql: VACUUM messages")
+
+    again = _run(db_url, tmp_path / "data", "forget", "--customer", "sam", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["model_versions"][0]["name"] == "v1"
