@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 

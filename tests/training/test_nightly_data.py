@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-
 from chatbot.model.checkpoint import save_checkpoint
 from chatbot.model.seq2seq import Seq2Seq, Seq2SeqConfig
 from chatbot.settings import load_settings

@@ -73,6 +73,62 @@ def test_users_add(sqlite_url, tmp_path):
         store.close()
 
 
+def test_users_password_role_and_remove_end_sessions(db_url, tmp_path):
+    """The operator's account commands (issue 19, item 4): each one ends the account's open sessions on the
+    server, on SQLite and PostgreSQL; unknown names and roles are one clear error line."""
+    from chatbot.service.auth import AuthError
+    from chatbot.service.chat import ChatService
+    from chatbot.settings import load_settings
+
+    runner = CliRunner()
+    env = _env(db_url, tmp_path / "data")
+    for name, role in (("ana", "agent"), ("root", "admin"), ("bob", "agent")):
+        added = runner.invoke(app, ["users", "add", name, "--role", role, "--password", "password123"], env=env)
+        assert added.exit_code == 0, added.output
+    store = ConversationStore(db_url)
+    try:
+        staff = ChatService(store, load_settings(data_dir=tmp_path / "data"), worker=None).staff
+        cookies = {name: staff.sign_in(name, "password123").cookie for name in ("ana", "root", "bob")}
+        assert staff.principal(cookies["root"]).role == "admin"
+
+        changed = runner.invoke(app, ["users", "password", "ana", "--json"], env=env,
+                                input="a new password 9\na new password 9\n")
+        assert changed.exit_code == 0, changed.output
+        assert json.loads(changed.stdout[changed.stdout.index("{"):]) == {"username": "ana", "sessions_ended": 1}
+        assert "a new password 9" not in changed.stdout
+        with pytest.raises(AuthError):
+            staff.principal(cookies["ana"])
+        assert staff.login("ana", "a new password 9").username == "ana"
+        with pytest.raises(AuthError):
+            staff.login("ana", "password123")
+
+        demoted = runner.invoke(app, ["users", "role", "root", "agent"], env=env)
+        assert demoted.exit_code == 0 and "'root' is now agent; 1 session(s) ended" in demoted.stdout
+        with pytest.raises(AuthError):
+            staff.principal(cookies["root"])
+        assert staff.login("root", "password123").role == "agent"
+
+        assert staff.principal(cookies["bob"]).username == "bob"
+        kept = runner.invoke(app, ["users", "remove", "bob"], env=env, input="n\n")
+        assert kept.exit_code != 0 and staff.principal(cookies["bob"]).username == "bob"  # not confirmed
+        removed = runner.invoke(app, ["users", "remove", "bob", "--yes"], env=env)
+        assert removed.exit_code == 0 and "removed 'bob'" in removed.stdout
+        with pytest.raises(AuthError):
+            staff.principal(cookies["bob"])
+        with pytest.raises(AuthError):
+            staff.login("bob", "password123")
+
+        for args, message in ((["password", "nobody", "--password", "password123"], "nobody"),
+                              (["role", "ana", "owner"], "owner"),
+                              (["remove", "nobody", "--yes"], "nobody")):
+            refused = runner.invoke(app, ["users", *args], env=env)
+            assert refused.exit_code == 1 and refused.stderr.startswith("error:") and message in refused.stderr, \
+                refused.output
+        assert staff.login("ana", "a new password 9").role == "agent"  # a refused call changed nothing
+    finally:
+        store.close()
+
+
 def test_serve_help_and_a_clear_error_when_the_database_is_unreachable(tmp_path):
     shown = CliRunner().invoke(app, ["serve", "--help"])
     assert shown.exit_code == 0 and "/agent" in shown.stdout and "--port" in shown.stdout
