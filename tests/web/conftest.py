@@ -9,14 +9,12 @@ Everything else (store, service, FastAPI, Gradio, HTTP) is the real thing.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from service import tiny
+from staff_server import serve_in_thread
 
 from web.app import GRADIO_OFFLINE_ENV
 
@@ -32,15 +30,8 @@ class LiveServer:
     replies: object = None  # the ScriptedReplies behind the worker (tests script candidates through it)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(tmp_path, sqlite_url, tiny_models) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
-    import uvicorn
     from service.scripted import ScriptedReplies
     from service.tiny import TINY_DECODING
 
@@ -70,14 +61,5 @@ def live_server(tmp_path, sqlite_url, tiny_models) -> Iterator[LiveServer]:  # t
     service.add_user("ana", "password123", "agent")
     service.add_user("root", "password123", "admin")
     app = create_app(settings, service)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", service, replies)
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as port:
+        yield LiveServer(f"http://127.0.0.1:{port}", service, replies)

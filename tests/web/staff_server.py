@@ -31,8 +31,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def staff_server(tmp_path: Any, database_url: str, replies: Any = None, **overrides: Any) -> Iterator[StaffServer]:
+def serve_in_thread(app: Any, *, start_timeout_s: float = 30, log_level: str = "warning") -> Iterator[int]:
+    """Serve ``app`` with a real uvicorn on a free port in a daemon thread; yields the port, stops on exit."""
     import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def staff_server(tmp_path: Any, database_url: str, replies: Any = None, **overrides: Any) -> Iterator[StaffServer]:
     from service.scripted import ScriptedReplies
 
     from chatbot.service.batching import GenerationWorker
@@ -53,16 +72,5 @@ def staff_server(tmp_path: Any, database_url: str, replies: Any = None, **overri
     service.add_user("bob", "password123", "agent")
     service.add_user("root", "password123", "admin")
     app = create_app(settings, service)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(app) as port:
         yield StaffServer(f"http://127.0.0.1:{port}", port, service, replies, app)
-    finally:
-        server.should_exit = True
-        thread.join(10)

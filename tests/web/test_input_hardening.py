@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from staff_server import staff_server
+from test_grounding_web import call
 
 pytestmark = pytest.mark.slow
 
@@ -74,19 +75,6 @@ def test_the_service_refuses_the_language_too(server):
         server.service.start_conversation("it")
 
 
-def _event(client: httpx.Client, page: str, api_name: str, *data: Any) -> tuple[str | None, Any]:
-    started = client.post(f"/{page}/gradio_api/call/{api_name}", json={"data": list(data)})
-    assert started.status_code == 200, started.text
-    stream = client.get(f"/{page}/gradio_api/call/{api_name}/{started.json()['event_id']}")
-    event, payload = None, None
-    for line in stream.text.splitlines():
-        if line.startswith("event: "):
-            event = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            payload = json.loads(line.removeprefix("data: "))
-    return event, payload
-
-
 def test_the_agent_console_shows_a_stored_language_as_text(server):
     """A row written before validation (or by an import) holds markup: the console header shows it escaped."""
     from chatbot.store import conversations as repo
@@ -95,8 +83,7 @@ def test_the_agent_console_shows_a_stored_language_as_text(server):
     with server.service.store.transaction() as s:
         conversation_id = repo.start_conversation(s, language=payload).id
     with _staff(server.url, "ana") as agent:
-        event, data = _event(agent, "agent", "open_conversation", conversation_id, None)
-    assert event == "complete", data
+        data = call(agent, "agent", "open_conversation", conversation_id, None)  # raises unless complete
     header = json.dumps(data[1])
     assert "<img" not in header
     assert "&lt;img src" in header and "pwn&gt;" in header  # entities (and Markdown escapes, if Markdown): text

@@ -5,8 +5,6 @@ break after it was promoted, the app still starts, serves the version that serve
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,28 +12,15 @@ import httpx
 import pytest
 from service.test_serving_safety import truncated_copy
 from service.tiny import TINY_DECODING
-from staff_server import free_port
+from staff_server import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
 
 @contextmanager
 def _serve(app) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(app, start_timeout_s=60) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_broken_active_version_does_not_take_the_app_down(tmp_path, db_url, tiny_models):

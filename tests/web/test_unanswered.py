@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from service.scripted import ScriptedReplies
-from staff_server import free_port, staff_server
+from staff_server import free_port, serve_in_thread, staff_server
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,6 @@ def test_a_restart_answers_what_the_last_run_left(tmp_path, db_url):
 
 
 def test_a_503_does_not_show_the_database_to_anonymous_clients(tmp_path):
-    import uvicorn
     from service.scripted import ScriptedReplies
 
     from chatbot.service.batching import GenerationWorker
@@ -163,15 +162,7 @@ def test_a_503_does_not_show_the_database_to_anonymous_clients(tmp_path):
     replies = ScriptedReplies()
     worker = GenerationWorker(lambda ref: replies, lambda: ModelRef(None, "scripted"), max_wait_ms=2)
     app = create_app(settings, ChatService(ConversationStore(settings), settings, worker))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive()
-            time.sleep(0.05)
+    with serve_in_thread(app, log_level="critical") as port:
         for method, path in (("POST", "/api/v1/conversations"), ("GET", "/api/v1/healthz"),
                              ("POST", "/api/v1/conversations/1/messages")):
             response = httpx.request(method, f"http://127.0.0.1:{port}{path}", json={"text": "hi"},
@@ -180,6 +171,3 @@ def test_a_503_does_not_show_the_database_to_anonymous_clients(tmp_path):
             for secret in (str(dead_port), "127.0.0.1", "chatbot_prod", "postgres", "hunter2"):
                 assert secret not in response.text, (path, response.text)
             assert "temporarily unavailable" in response.json()["error"]
-    finally:
-        server.should_exit = True
-        thread.join(10)
