@@ -96,7 +96,7 @@ def main() -> None:
           f"grounding check per reply (all {n} candidates, {turns:.1f} earlier turns): {cold_ms:.2f} ms cold, "
           f"{warm_ms:.2f} ms cached")
     print(f"top candidate ungrounded: {len(top_ungrounded)} of {len(dev)} ({len(top_ungrounded) / len(dev):.1%}); "
-          f"SGD reference replies ungrounded: {reference} ({reference / len(dev):.1%}); "
+          f"reference replies ungrounded: {reference} ({reference / len(dev):.1%}); "
           f"top score under handoff_min_score {settings.handoff_min_score}: {low_confidence}")
     print("ungrounded details of the top candidates by kind: "
           + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))

@@ -97,6 +97,11 @@ def _steps_line(tr: dict[str, Any]) -> str:
             f"{tr['tokens_per_s']} tokens/s")
 
 
+def _recipes(stages: list[dict[str, Any]] | None) -> str:
+    recipes = [st["recipe"] for st in stages] if stages else ["training/recipes/shipped.toml"]
+    return ("recipe " if len(recipes) == 1 else "recipes ") + " then ".join(f"`{r}`" for r in recipes)
+
+
 def _stages_table(stages: list[dict[str, Any]] | None) -> str:
     if not stages:
         return ""
@@ -143,7 +148,7 @@ epoch through the recipe's weights, and a decoding processor keeps every reply i
 
 ## How it was made
 
-Trained by the product's own pipeline (`chatbot train`, recipe `training/recipes/shipped.toml`, which holds
+Trained by the product's own pipeline (`chatbot train`, {_recipes(tr.get('stages'))}, which hold
 the data mix, weights and every setting) on one thread of a shared two-core AMD EPYC CPU in
 {tr['wall_seconds'] / 60:.1f} minutes ({_steps_line(tr)}); reproduce with `scripts/train_demo_model`. No GPU
 was used.
@@ -158,7 +163,7 @@ Data mix (spec, weight: each pair seen that many times an epoch):
 |---|---|
 {data}
 
-Training settings (`TrainConfig`):
+Training settings{' of the last stage' if tr.get('stages') else ''} (`TrainConfig`):
 
 ```json
 {json.dumps({k: v for k, v in train_config.items() if k != "data"}, indent=2)}
