@@ -1,16 +1,24 @@
 """A request body limit for the whole app (REST API, login form and Gradio pages alike).
 
 Without it an anonymous client can make the server read and parse a body of any size. A declared
-``Content-Length`` over the limit is refused with 413 before any of the body is read; a body without one
+``Content-Length`` over the limit is refused with 413 before the app sees any of the body; a body without one
 (chunked) is counted as it arrives and refused the moment it passes the limit, before the handler sees it.
+
+Before a refusal is sent, the rest of the body is read and thrown away, up to another limit's worth
+or two seconds (a "lingering close", as nginx does): a server that closes a socket with unread data makes
+the kernel send a reset, and the client then loses the 413 and sees a dropped connection instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+LINGER_SECONDS = 2.0
 
 
 class BodyTooLarge(HTTPException):
@@ -38,6 +46,8 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
+            if not _expects_continue(scope):  # else the client waits for our word and sends nothing
+                await self._discard_rest(receive)
             await self._refuse(send)
             return
         received = 0
@@ -49,6 +59,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if message.get("more_body", False):
+                        await self._discard_rest(receive)
                     raise BodyTooLarge(self.max_bytes)
             return message
 
@@ -64,6 +76,24 @@ class BodyLimit:
             if started:  # the app answered before reading it all: nothing more can be said
                 raise
             await self._refuse(send)
+
+    async def _discard_rest(self, receive: Receive) -> None:
+        """Read and drop what the client is still sending, bounded in bytes and time (never stored)."""
+
+        async def drain() -> None:
+            discarded = 0
+            while discarded <= self.max_bytes:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                discarded += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+        try:
+            await asyncio.wait_for(drain(), LINGER_SECONDS)
+        except asyncio.TimeoutError:
+            pass
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"error": too_large(self.max_bytes)}).encode()
@@ -81,3 +111,7 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _expects_continue(scope: Scope) -> bool:
+    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in scope.get("headers", ()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -184,6 +185,18 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server, chunked):
     assert _conversations(server.service) == before
     status, _ = _raw_post(server.port, "/api/v1/conversations", [b'{"language": ', b'"en"}'], chunked=chunked)
     assert status == 201  # small bodies, chunked or not, still pass
+
+
+def test_a_client_that_waits_for_100_continue_is_refused_without_sending_the_body(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(b"POST /api/v1/conversations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (100 * LIMIT))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
 def test_a_message_under_the_limit_passes(server):
