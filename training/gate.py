@@ -187,8 +187,10 @@ def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: S
     if correction_pairs:
         rows = evaluate_model(model_dir, correction_pairs, settings, progress=progress).rows
         result["correction_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in rows]
+        # conversation_id: erasure finds the customer's rows in reports and the registry (store/files.py)
         result["correction_rows"] = [{"customer": p.context[-1][1] if p.context else "", "agent": r["reference"],
-                                      "reply": r["hypothesis"]} for p, r in zip(correction_pairs, rows)]
+                                      "reply": r["hypothesis"], "conversation_id": p.meta.get("conversation_id")}
+                                     for p, r in zip(correction_pairs, rows)]
     return result
 
 

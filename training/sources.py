@@ -79,7 +79,7 @@ def split_part(spec: str) -> tuple[str, str | None]:
 def in_part(pair: Pair, part: str | None) -> bool:
     if part is None:
         return True
-    digest = hashlib.sha1(f"heldout:{pair.conversation}".encode("utf-8")).digest()
+    digest = hashlib.sha1(f"heldout:{pair.conversation}".encode()).digest()
     return (int.from_bytes(digest[:4], "big") / 2**32 < HELDOUT_FRACTION) == (part == "dev")
 
 
@@ -129,7 +129,8 @@ def read_export(path: Path) -> list[Pair]:
                 pair = Pair(context, row["response"], row.get("language", "en"),
                             slot_values=tuple(str(v) for v in row.get("slot_values") or ()),
                             conversation=f"{row.get('source', 'db')}:{row['conversation_id']}",
-                            meta={"kind": row.get("kind"), "seq": row.get("seq")})
+                            meta={"kind": row.get("kind"), "seq": row.get("seq"),
+                                  "conversation_id": row["conversation_id"]})
             except (ValueError, KeyError, TypeError) as exc:
                 raise SourceError(f"corrupt export file {path} (line {lineno}): {exc}") from None
             pairs.extend([pair] * max(1, round(float(row.get("weight", 1.0)))))

@@ -17,7 +17,6 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
 LINGER_SECONDS = 2.0
 
 

@@ -5,7 +5,9 @@ Every ``chatbot export pairs`` output and every nightly job's work directory is 
 ``chatbot forget`` reaches every copy: an export's lines of the customer's conversations are removed (the
 file is rewritten atomically, owner-only) and its manifest updated; a nightly work directory loses its data
 files (``*.jsonl``) and is listed with the models trained there. A file that no longer exists is reported
-as gone. Also here: reclaiming the space of deleted rows, which otherwise keep the text on disk until the
+as gone. Reports quote customers too (the gate's held-out corrections, each row with its
+``conversation_id``): those rows leave the nightly ``report.json``/``report.md``, the jobs' reports and the
+registry's metrics. Also here: reclaiming the space of deleted rows, which otherwise keep the text on disk until the
 database reuses or vacuums the pages.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from chatbot.store.models import WrittenFile
+from chatbot.store.models import Job, ModelVersion, WrittenFile
 
 WRITTEN_KINDS = ("pairs", "nightly", "report")
 
@@ -49,11 +51,90 @@ def erase_from_files(session: Session, wanted_hash: str, conversation_ids: set[i
             removed = [p for p in sorted(path.rglob("*.jsonl")) if p.is_file()] if path.is_dir() else []
             for data_file in removed:
                 data_file.unlink()
-            action = f"deleted {len(removed)} data files; models trained here are listed to retrain"
+            quoted = _scrub_report_files(path, conversation_ids) if path.is_dir() else 0
+            action = (f"deleted {len(removed)} data files, {quoted} quoted rows from its reports; models trained "
+                      "here are listed to retrain")
         row.customer_hashes = [h for h in (row.customer_hashes or []) if h != wanted_hash]
         done.append({"kind": row.kind, "path": row.path, "action": action})
+    quoted = erase_quoted_rows(session, conversation_ids)
+    if quoted:
+        done.append({"kind": "report", "path": "database: jobs and model versions",
+                     "action": f"removed {quoted} quoted rows"})
     session.flush()
     return done
+
+
+def scrub_rows(value: Any, conversation_ids: set[int]) -> tuple[Any, int]:
+    """``value`` (parsed JSON) without the rows (dicts in lists) that quote one of the conversations."""
+    if isinstance(value, dict):
+        out, removed = {}, 0
+        for key, item in value.items():
+            out[key], n = scrub_rows(item, conversation_ids)
+            removed += n
+        return out, removed
+    if isinstance(value, list):
+        out_list, removed = [], 0
+        for item in value:
+            if isinstance(item, dict) and item.get("conversation_id") in conversation_ids:
+                removed += 1
+                continue
+            kept, n = scrub_rows(item, conversation_ids)
+            out_list.append(kept)
+            removed += n
+        return out_list, removed
+    return value, 0
+
+
+def erase_quoted_rows(session: Session, conversation_ids: set[int]) -> int:
+    """Rows quoting the conversations, out of every job report and model version's metrics in the store."""
+    if not conversation_ids:
+        return 0
+    total = 0
+    for row, attr in [*((j, "report") for j in session.scalars(select(Job).where(Job.report.is_not(None)))),
+                      *((v, "metrics") for v in session.scalars(select(ModelVersion)
+                                                                  .where(ModelVersion.metrics.is_not(None))))]:
+        scrubbed, removed = scrub_rows(getattr(row, attr), conversation_ids)
+        if removed:
+            setattr(row, attr, scrubbed)  # a new object: the JSON column sees the change
+            total += removed
+    return total
+
+
+def _scrub_report_files(workdir: Path, conversation_ids: set[int]) -> int:
+    """A nightly report quotes held-out corrections: drop the customer's rows from report.json, and from
+    report.md the table lines that render them (same escaping as the nightly's ``_md``)."""
+    report_json = workdir / "report.json"
+    if not report_json.is_file():
+        return 0
+    try:
+        report = json.loads(report_json.read_text(encoding="utf-8"))
+    except ValueError:
+        return 0
+    gone = _quoted_rows(report, conversation_ids)
+    scrubbed, removed = scrub_rows(report, conversation_ids)
+    if not removed:
+        return 0
+    _write_private(report_json, json.dumps(scrubbed, indent=2, default=str))
+    report_md = workdir / "report.md"
+    if report_md.is_file():
+        starts = tuple(f"| {_md_cell(r.get('customer', ''))} | {_md_cell(r.get('agent', ''))} |" for r in gone)
+        lines = report_md.read_text(encoding="utf-8").splitlines(keepends=True)
+        _write_private(report_md, "".join(line for line in lines if not line.startswith(starts)))
+    return removed
+
+
+def _quoted_rows(value: Any, conversation_ids: set[int]) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        return [r for item in value.values() for r in _quoted_rows(item, conversation_ids)]
+    if isinstance(value, list):
+        return [r for item in value for r in (
+            [item] if isinstance(item, dict) and item.get("conversation_id") in conversation_ids
+            else _quoted_rows(item, conversation_ids))]
+    return []
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _drop_lines(path: Path, conversation_ids: set[int], wanted_hash: str) -> int:

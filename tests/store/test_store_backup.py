@@ -11,13 +11,13 @@ import stat
 import threading
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from chatbot.cli import app
 from chatbot.store import ConversationStore
 from chatbot.store.models import Conversation, Message
+from tests.missing import missing
 from tests.shortcuts import ShortcutStore
 
 runner = CliRunner()
@@ -110,8 +110,8 @@ def test_sqlite_backup_of_a_store_in_use_restores_every_conversation(tmp_path):
     junk.write_text("not a database")
     refused = _invoke(f"sqlite:///{tmp_path / 'other.db'}", "db", "restore", str(junk))
     assert refused.exit_code == 1 and "not a backup of this store" in refused.stderr
-    missing = _invoke(f"sqlite:///{tmp_path / 'other.db'}", "db", "restore", str(tmp_path / "nope.db"))
-    assert missing.exit_code == 1 and "no backup file" in missing.stderr
+    absent = _invoke(f"sqlite:///{tmp_path / 'other.db'}", "db", "restore", str(tmp_path / "nope.db"))
+    assert absent.exit_code == 1 and "no backup file" in absent.stderr
 
     # --force replaces what the target holds (here: the live store goes back to the snapshot)
     forced = _invoke(db_url, "db", "restore", str(backup), "--force")
@@ -119,9 +119,9 @@ def test_sqlite_backup_of_a_store_in_use_restores_every_conversation(tmp_path):
     assert _contents(db_url) == _contents(fresh)
 
 
-@pytest.mark.skipif(shutil.which("pg_dump") is None or shutil.which("pg_restore") is None,
-                    reason="pg_dump/pg_restore are not on PATH")
 def test_postgresql_backup_restores_into_a_new_database(postgresql_url, tmp_path):
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        missing("pg_dump/pg_restore are not on PATH")
     from sqlalchemy.engine import make_url
 
     from chatbot.store.scratch import scratch_postgresql_database

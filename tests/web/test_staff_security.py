@@ -188,8 +188,8 @@ def test_gradio_events_of_the_agent_console_refuse_other_origins(server):
 def test_secure_cookie_flag_and_staff_page_headers(tmp_path, sqlite_url):
     with staff_server(tmp_path, sqlite_url) as plain:
         assert "secure" not in _login(plain.url, "ana").headers["set-cookie"].lower()
-        for path in ("/login", "/agent/"):
-            cookie = _session(plain.url, "ana")
+        for path, user in (("/login", "ana"), ("/agent/", "ana"), ("/admin/", "root")):
+            cookie = _session(plain.url, user)
             page = httpx.get(plain.url + path, cookies={"chatbot_session": cookie}, timeout=15)
             assert page.status_code == 200
             assert "frame-ancestors 'none'" in page.headers["content-security-policy"]

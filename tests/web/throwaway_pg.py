@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from staff_server import free_port
+
+from tests.missing import missing
 
 
 @dataclass
@@ -47,14 +48,14 @@ class Cluster:
 def throwaway_postgresql() -> Iterator[Cluster]:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found and not shutil.which("initdb"):
-        pytest.skip("no initdb: PostgreSQL server binaries are not installed")
+        missing("no initdb: PostgreSQL server binaries are not installed")
     bin_dir = Path(found[-1] if found else shutil.which("initdb")).parent  # type: ignore[arg-type]
     user = None
     if os.geteuid() == 0:
         try:
             user = pwd.getpwnam("postgres").pw_name
         except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user for initdb")
+            missing("running as root and there is no 'postgres' user for initdb")
     data = Path(tempfile.mkdtemp(prefix="chatbot-pg-"))
     if user:
         entry = pwd.getpwnam(user)
