@@ -5,6 +5,10 @@ review mode; the bot echoes "re: <message>" so no model is loaded).
 
     python benchmarks/review_speed.py               # 5 drafts, one after another
     python benchmarks/review_speed.py --drafts 9 --json
+    python benchmarks/review_speed.py --before 244b676   # also the console at that commit, side by side
+
+``--before REV`` checks REV out into a temporary git worktree and runs this same script against that tree
+(``--source``) in a subprocess first, so both consoles are measured in one run on the same machine.
 
 The agent works as the console lets it, and the script picks the way by what the page offers:
 
@@ -24,6 +28,7 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,11 +38,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from web.app import GRADIO_OFFLINE_ENV
-
-os.environ.update(GRADIO_OFFLINE_ENV)
 CHROMIUM = "/usr/bin/chromium"
 AGENT, PASSWORD = "ana", "password123"
 
@@ -202,21 +202,59 @@ def _wait_approved(service: Any, conversation_id: int, timeout_s: float = 30.0) 
     raise SystemExit(f"the draft of conversation {conversation_id} was not approved")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--drafts", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    report = run(args.drafts)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
+def measure_at(rev: str, drafts: int) -> dict[str, Any]:
+    """Run this script against the tree of ``rev`` (a temporary git worktree) and return its report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(tree), rev],
+                       check=True, capture_output=True)
+        try:
+            done = subprocess.run([sys.executable, __file__, "--source", str(tree), "--drafts", str(drafts), "--json"],
+                                  check=False, capture_output=True, text=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False,
+                           capture_output=True)
+    if done.returncode != 0:
+        raise SystemExit(f"measuring the console at {rev} failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout)
+    report["console"] += f" (at {rev})"
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
     print(f"console: {report['console']}  drafts: {report['drafts']}")
     print("conversation  clicks  keys  seconds  (on screen after)")
     for r in report["rows"]:
         print(f"{r['conversation']:>12}  {r['clicks']:>6}  {r['keys']:>4}  {r['seconds']:>7.2f}  ({r['on_screen_s']:.2f})")
     print(f"median        {report['median_clicks']:>6}  {report['median_keys']:>4}  {report['median_seconds']:>7.2f}"
           f"  ({report['median_on_screen_s']:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--drafts", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--before", metavar="REV", help="also measure the console at this git revision, first")
+    parser.add_argument("--source", type=Path, default=ROOT, help="the source tree to serve (default: this one)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.source.resolve()))
+    from web.app import GRADIO_OFFLINE_ENV
+
+    os.environ.update(GRADIO_OFFLINE_ENV)
+    reports = [measure_at(args.before, args.drafts)] if args.before else []
+    reports.append(run(args.drafts))
+    if args.json:
+        print(json.dumps(reports if args.before else reports[0], indent=2))
+        return
+    for report in reports:
+        print_report(report)
+        print()
+    if args.before:
+        print("| console | median clicks per approval | keys | seconds from draft stored to approved | on screen after |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in reports:
+            print(f"| {r['console']} | {r['median_clicks']} | {r['median_keys']} | {r['median_seconds']:.2f} | "
+                  f"{r['median_on_screen_s']:.2f} |")
 
 
 if __name__ == "__main__":

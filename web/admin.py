@@ -1,6 +1,7 @@
 """``/admin``: model versions with metrics, promote / rollback, nightly job reports, daily charts, shadow
-testing and correction analytics (``web.learning``), the company facts the bot may state details from, and customer erasure. Admin sessions only; every handler
-re-checks the session and goes through the service, which audits each change. Facts are shown in a plain
+testing and correction analytics (``web.learning``), the company facts the bot may state details from, and
+customer erasure. Admin sessions only; every handler re-checks the session and goes through the service, which
+audits each change. Facts are shown in a plain
 text table and result box: whatever an admin types there stays text, never HTML or Markdown."""
 
 from __future__ import annotations
@@ -62,71 +63,81 @@ def charts(days: list[dict[str, Any]], window: int = 14) -> tuple[pd.DataFrame, 
     return frame[["day", "conversations"]], rates, frame[["day", "csat"]].dropna()
 
 
-def build_admin(service: ChatService) -> gr.Blocks:
-    views = AdminService(service)
-    facts = FactsService(service)
+def guard(fn: Any) -> Any:
+    """``guarded`` for the admin page: a lost session says to sign in as an admin."""
+    return guarded(fn, "an admin")
 
-    def guard(fn: Any) -> Any:
-        return guarded(fn, "an admin")
 
-    def admin(request: gr.Request) -> Principal:
-        principal = principal_from_request(service, request)
+class AdminPage:
+    """The admin page's handlers; each re-checks that the session is an admin's before it reads or changes
+    anything (the service audits each change)."""
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+        self.views = AdminService(service)
+        self.facts = FactsService(service)
+
+    def admin(self, request: gr.Request) -> Principal:
+        principal = principal_from_request(self.service, request)
         principal.require("admin")
         return principal
 
-    def overview(request: gr.Request):
-        who = admin(request)
+    def overview(self, request: gr.Request):
+        who = self.admin(request)
         models = [[v.id, v.name, v.status, _when(v.created_at), _when(v.promoted_at), _metrics(v.metrics)]
-                  for v in views.versions(who)]
+                  for v in self.views.versions(who)]
         nightly = [[j.id, j.status, _when(j.started_at), _when(j.finished_at), _job_summary(j.report, j.error)]
-                   for j in views.nightly_jobs(who)]
-        return models, nightly, *charts(views.daily(who))
+                   for j in self.views.nightly_jobs(who)]
+        return models, nightly, *charts(self.views.daily(who))
 
-    def serving_text(request: gr.Request) -> str:
+    def serving_text(self, request: gr.Request) -> str:
         """Which model answers; when the active version cannot load, that and why (plain text)."""
-        admin(request)
-        status = service.serving_status()
+        self.admin(request)
+        status = self.service.serving_status()
         if status["problem"]:
             return f"⚠ {status['problem']}. Reason: {status['reason']}"
         return f"Serving {status['model']}." if status["model"] else "No model is serving."
 
-    def model_action(action: str):
-        def run(version_id: float | None, request: gr.Request) -> str:
-            who = admin(request)
-            if action == "promote" and not version_id:
-                return "Give the id of the version to promote."
-            return md_text(service.set_model(who, action, int(version_id) if version_id else None))  # names a version
-        return run
+    def promote_version(self, version_id: float | None, request: gr.Request) -> str:
+        who = self.admin(request)
+        if not version_id:
+            return "Give the id of the version to promote."
+        return md_text(self.service.set_model(who, "promote", int(version_id)))  # the text names a version
 
-    def erase(conversation_id: float | None, confirm: bool, request: gr.Request) -> str:
-        who = admin(request)
+    def roll_back(self, version_id: float | None, request: gr.Request) -> str:
+        who = self.admin(request)
+        return md_text(self.service.set_model(who, "rollback", int(version_id) if version_id else None))
+
+    def erase(self, conversation_id: float | None, confirm: bool, request: gr.Request) -> str:
+        who = self.admin(request)
         if not conversation_id or not confirm:
             return "Give a conversation id and tick the confirmation box."
-        report = service.erase_conversation_customer(who, int(conversation_id))
+        report = self.service.erase_conversation_customer(who, int(conversation_id))
         return (f"Erased the customer of conversation {int(conversation_id)}: {report['conversations']} "
                 f"conversation(s), {report['messages']} message(s).")
 
-    def list_facts(request: gr.Request) -> list[list[Any]]:
-        return fact_rows(facts.list(admin(request)))
+    def list_facts(self, request: gr.Request) -> list[list[Any]]:
+        return fact_rows(self.facts.list(self.admin(request)))
 
-    def add_fact(title: str, text: str, language: str, request: gr.Request) -> str:
-        fact = facts.add(admin(request), title or "", text or "", language or "en")
+    def add_fact(self, title: str, text: str, language: str, request: gr.Request) -> str:
+        fact = self.facts.add(self.admin(request), title or "", text or "", language or "en")
         return f"Added fact {fact.id}: {fact.title}"
 
-    def save_fact(fact_id: float | None, title: str, text: str, language: str, request: gr.Request) -> str:
-        who = admin(request)
+    def save_fact(self, fact_id: float | None, title: str, text: str, language: str, request: gr.Request) -> str:
+        who = self.admin(request)
         if not fact_id:
             return "Pick a fact from the table (or give its id) to save changes."
-        fact = facts.update(who, int(fact_id), title or "", text or "", language or "en")
+        fact = self.facts.update(who, int(fact_id), title or "", text or "", language or "en")
         return f"Saved fact {fact.id}: {fact.title}"
 
-    def delete_fact(fact_id: float | None, request: gr.Request) -> str:
-        who = admin(request)
+    def delete_fact(self, fact_id: float | None, request: gr.Request) -> str:
+        who = self.admin(request)
         if not fact_id:
             return "Pick a fact from the table (or give its id) to delete it."
-        facts.delete(who, int(fact_id))
+        self.facts.delete(who, int(fact_id))
         return f"Deleted fact {int(fact_id)}."
 
+    @staticmethod
     def pick_fact(evt: gr.SelectData, table: Any) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         try:
@@ -135,6 +146,10 @@ def build_admin(service: ChatService) -> gr.Blocks:
         except (IndexError, ValueError, TypeError):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
+
+def build_admin(service: ChatService) -> gr.Blocks:
+    """Lay out the page and wire its events to ``AdminPage``'s handlers."""
+    page = AdminPage(service)
     with gr.Blocks(title="Admin") as demo:
         gr.Markdown("## Admin  ·  [agent console](/agent)  ·  [sign out](/logout)")
         serving = gr.Textbox(label="Serving now", interactive=False, elem_id="admin-serving")
@@ -154,7 +169,7 @@ def build_admin(service: ChatService) -> gr.Blocks:
             csat = gr.ScatterPlot(x="day", y="csat", title="CSAT (1-5)", y_lim=[1, 5], x_label_angle=-45,
                                   elem_id="admin-chart-csat")
         refresh_learning, learning_outputs = build_learning(
-            service, admin, guard, (guard(overview), [models, jobs, conversations, rates, csat]))
+            service, page.admin, guard, (guard(page.overview), [models, jobs, conversations, rates, csat]))
         with gr.Accordion("Company facts: what the bot may state besides the conversation", open=True,
                           elem_id="admin-facts-section"):
             fact_table = gr.Dataframe(headers=FACT_COLUMNS, datatype="str", interactive=False, wrap=True,
@@ -177,19 +192,19 @@ def build_admin(service: ChatService) -> gr.Blocks:
             erase_btn = gr.Button("Erase", variant="stop", elem_id="admin-erase-button")
 
         outputs = [models, jobs, conversations, rates, csat]
-        demo.load(guard(overview), None, outputs)
-        demo.load(guard(serving_text), None, serving, api_name="serving")
+        demo.load(guard(page.overview), None, outputs)
+        demo.load(guard(page.serving_text), None, serving, api_name="serving")
         demo.load(guard(refresh_learning), None, learning_outputs)
-        promote_btn.click(guard(model_action("promote")), version, result).then(guard(overview), None, outputs)
-        rollback_btn.click(guard(model_action("rollback")), version, result).then(guard(overview), None, outputs)
-        erase_btn.click(guard(erase), [erase_id, erase_ok], result).then(guard(overview), None, outputs)
-        demo.load(guard(list_facts), None, fact_table, api_name="list_facts")
-        fact_table.select(pick_fact, fact_table, [fact_id, fact_title, fact_text, fact_language])
+        promote_btn.click(guard(page.promote_version), version, result).then(guard(page.overview), None, outputs)
+        rollback_btn.click(guard(page.roll_back), version, result).then(guard(page.overview), None, outputs)
+        erase_btn.click(guard(page.erase), [erase_id, erase_ok], result).then(guard(page.overview), None, outputs)
+        demo.load(guard(page.list_facts), None, fact_table, api_name="list_facts")
+        fact_table.select(page.pick_fact, fact_table, [fact_id, fact_title, fact_text, fact_language])
         form = [fact_title, fact_text, fact_language]
-        add_fact_btn.click(guard(add_fact), form, fact_result, api_name="add_fact").then(
-            guard(list_facts), None, fact_table)
-        save_fact_btn.click(guard(save_fact), [fact_id, *form], fact_result, api_name="save_fact").then(
-            guard(list_facts), None, fact_table)
-        delete_fact_btn.click(guard(delete_fact), fact_id, fact_result, api_name="delete_fact").then(
-            guard(list_facts), None, fact_table)
+        add_fact_btn.click(guard(page.add_fact), form, fact_result, api_name="add_fact").then(
+            guard(page.list_facts), None, fact_table)
+        save_fact_btn.click(guard(page.save_fact), [fact_id, *form], fact_result, api_name="save_fact").then(
+            guard(page.list_facts), None, fact_table)
+        delete_fact_btn.click(guard(page.delete_fact), fact_id, fact_result, api_name="delete_fact").then(
+            guard(page.list_facts), None, fact_table)
     return demo

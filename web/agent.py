@@ -40,7 +40,8 @@ SHORTCUTS = [("A", "approve the reply as it is"), ("E", "edit: put the cursor in
              ("1 … 9", "put candidate n in the editor"), ("Esc", "leave the editor (then A / R work again)")]
 
 # Keyboard shortcuts of the review queue, installed once per page. A key typed into a text field stays text
-# (only Ctrl+Enter in the editor and Esc act there); nothing happens while another tab is shown.
+# (only Ctrl+Enter in the editor and Esc act there; a clicked candidate or button is not a text field);
+# nothing happens while another tab is shown.
 KEYS_JS = """
 () => {
   if (window.__agentKeys) return;
@@ -49,9 +50,11 @@ KEYS_JS = """
     const editor = document.querySelector('#review-editor textarea');
     if (!editor || !editor.offsetParent) return;
     const t = e.target;
-    const typing = t && (t.tagName === 'TEXTAREA' || t.tagName === 'INPUT' || t.isContentEditable);
+    const choice = t && t.tagName === 'INPUT' && ['radio', 'checkbox', 'button', 'submit'].includes(t.type);
+    const typing = t && (t.tagName === 'TEXTAREA' || (t.tagName === 'INPUT' && !choice) || t.isContentEditable);
     const press = (sel) => { const b = document.querySelector(sel); if (b) { e.preventDefault(); b.click(); } };
-    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && t === editor) return press('#review-edit');
+    // Saving leaves the editor, so the next draft's A / R / E keys act instead of typing into it.
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && t === editor) { editor.blur(); return press('#review-edit'); }
     if (e.key === 'Escape' && typing) { t.blur(); return; }
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
     const key = e.key.toLowerCase();
@@ -182,24 +185,30 @@ def _of_state(d: dict[str, Any] | None) -> Suggestion | None:
     return Suggestion(str(d["text"]), str(d["source"]), rank=d.get("rank"), fact_id=d.get("fact_id"))
 
 
-def build_agent(service: ChatService) -> gr.Blocks:
-    replays = ReplayService(service)
-    admin_views = AdminService(service)
-    space = Workspace(service)
+class AgentConsole:
+    """The console's handlers, one method per event. Each re-checks the signed session (``who``) before it
+    reads or writes anything, so none of them trusts what the browser sends."""
 
-    def who(request: gr.Request):
-        return principal_from_request(service, request)
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+        self.replays = ReplayService(service)
+        self.admin_views = AdminService(service)
+        self.space = Workspace(service)
+
+    def who(self, request: gr.Request):  # type: ignore[no-untyped-def]
+        return principal_from_request(self.service, request)
 
     # --- inbox --------------------------------------------------------------------------------------------
-    def inbox(view: str | None, search: str | None, request: gr.Request):
-        principal = who(request)
-        counts = space.counts(principal)
+    def inbox(self, view: str | None, search: str | None, request: gr.Request):
+        principal = self.who(request)
+        counts = self.space.counts(principal)
         choices = [(f"{VIEW_LABELS[v]} ({counts[v]})", v) for v in VIEWS]
         now = datetime.now(timezone.utc)
         rows = [[r.id, _short(r.preview), waited(r.waiting_since, now), r.language, r.status, r.agent_name or ""]
-                for r in space.inbox(principal, view or "waiting", search or None)]
+                for r in self.space.inbox(principal, view or "waiting", search or None)]
         return gr.update(choices=choices), rows or [["", "nothing here", "", "", "", ""]]
 
+    @staticmethod
     def pick_row(evt: gr.SelectData, table: Any) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         try:
@@ -207,22 +216,23 @@ def build_agent(service: ChatService) -> gr.Blocks:
         except (IndexError, ValueError, TypeError):
             return gr.skip()
 
-    def staff_choices(request: gr.Request):
-        return gr.update(choices=[(name, uid) for uid, name in space.staff(who(request))])
+    def staff_choices(self, request: gr.Request):
+        return gr.update(choices=[(name, uid) for uid, name in self.space.staff(self.who(request))])
 
     # --- one conversation -------------------------------------------------------------------------------
-    def open_conversation(conversation_id: float | None, selected: int | None, request: gr.Request):
+    def open_conversation(self, conversation_id: float | None, selected: int | None, request: gr.Request):
         none = gr.update(choices=[], value=None)
         if not conversation_id:
             return [], "<p>Click a conversation in the inbox to open it.</p>", none, none, []
-        principal = who(request)
-        conversation, messages = service.transcript(principal, int(conversation_id))
+        principal = self.who(request)
+        conversation, messages = self.service.transcript(principal, int(conversation_id))
         bots = [(f"#{m.id}: {m.text[:60]}", m.id) for m in messages if m.role == "bot"]
-        agent = next((name for uid, name in space.staff(principal) if uid == conversation.assigned_agent_id), None)
+        agent = next((name for uid, name in self.space.staff(principal) if uid == conversation.assigned_agent_id),
+                     None)
         head = (f"<h3>Conversation {conversation.id}</h3><p>Status <b>{html.escape(conversation.status)}</b>"
                 + (f", handled by <b>{html.escape(agent)}</b>" if agent else "")
                 + f" · language {html.escape(conversation.language)}</p>")
-        suggestions = space.suggestions(principal, conversation.id)
+        suggestions = self.space.suggestions(principal, conversation.id)
         offered = gr.update(choices=[(_suggestion_label(s), i) for i, s in enumerate(suggestions)], value=None)
         ids = [m_id for _, m_id in bots]
         # Leave the reply picked alone when it is still there: a refresh that started before the agent picked
@@ -230,91 +240,102 @@ def build_agent(service: ChatService) -> gr.Blocks:
         picked = gr.update(choices=bots) if selected in ids else gr.update(choices=bots, value=ids[-1] if ids else None)
         return transcript_rows(messages), head, picked, offered, [_as_state(s) for s in suggestions]
 
-    def show_reply(conversation_id: float | None, message_id: int | None, request: gr.Request):
+    def show_reply(self, conversation_id: float | None, message_id: int | None, request: gr.Request):
         if not conversation_id or not message_id:
             return [], "", "<p>Select a bot reply.</p>", ""
-        _, messages = service.transcript(who(request), int(conversation_id))
+        _, messages = self.service.transcript(self.who(request), int(conversation_id))
         message = next((m for m in messages if m.id == message_id), None)
         if message is None:
             return [], "", "<p>Select a bot reply.</p>", ""
         return candidate_rows(message), grounding_html(message.meta), heatmap_html(message.attention), message.text
 
-    def act(action: str):
-        def run(conversation_id: float | None, request: gr.Request) -> str:
-            if not conversation_id:
-                return "Open a conversation first."
-            getattr(service, action)(who(request), int(conversation_id))
-            return f"Done: {action.replace('_', ' ')} on conversation {int(conversation_id)}."
-        return run
+    def _act(self, action: str, conversation_id: float | None, request: gr.Request) -> str:
+        if not conversation_id:
+            return "Open a conversation first."
+        getattr(self.service, action)(self.who(request), int(conversation_id))
+        return f"Done: {action.replace('_', ' ')} on conversation {int(conversation_id)}."
 
-    def assign(conversation_id: float | None, agent_id: int | None, request: gr.Request) -> str:
+    def take_over(self, conversation_id: float | None, request: gr.Request) -> str:
+        return self._act("take_over", conversation_id, request)
+
+    def hand_back(self, conversation_id: float | None, request: gr.Request) -> str:
+        return self._act("hand_back", conversation_id, request)
+
+    def close(self, conversation_id: float | None, request: gr.Request) -> str:
+        return self._act("close", conversation_id, request)
+
+    def assign(self, conversation_id: float | None, agent_id: int | None, request: gr.Request) -> str:
         if not conversation_id or not agent_id:
             return "Open a conversation and pick an agent first."
-        name = space.assign(who(request), int(conversation_id), int(agent_id))
+        name = self.space.assign(self.who(request), int(conversation_id), int(agent_id))
         return f"Conversation {int(conversation_id)} is now handled by {html.escape(name)}."
 
-    def review(action: str):
-        def run(message_id: int | None, corrected: str, request: gr.Request) -> str:
-            if not message_id:
-                return "Select a bot reply first."
-            result = service.review(who(request), int(message_id), action, corrected if action == "edit" else None)
-            return f"Reply #{result.id} is now {result.review_state}."
-        return run
+    def _review(self, action: str, message_id: int | None, corrected: str, request: gr.Request) -> str:
+        if not message_id:
+            return "Select a bot reply first."
+        result = self.service.review(self.who(request), int(message_id), action,
+                                     corrected if action == "edit" else None)
+        return f"Reply #{result.id} is now {result.review_state}."
+
+    def approve_reply(self, message_id: int | None, corrected: str, request: gr.Request) -> str:
+        return self._review("approve", message_id, corrected, request)
+
+    def edit_reply(self, message_id: int | None, corrected: str, request: gr.Request) -> str:
+        return self._review("edit", message_id, corrected, request)
+
+    def reject_reply(self, message_id: int | None, corrected: str, request: gr.Request) -> str:
+        return self._review("reject", message_id, corrected, request)
 
     # --- suggestions, saved replies, sending ------------------------------------------------------------
-    def insert_suggestion(evt: gr.SelectData, offered: list[dict[str, Any]]):
+    @staticmethod
+    def insert_choice(evt: gr.SelectData, listed: list[dict[str, Any]]):
+        """A click on a suggested or saved reply puts its text in the reply box and remembers which it was."""
         index = evt.index if isinstance(evt.index, int) else None
-        if index is None or not 0 <= index < len(offered):
+        if index is None or not 0 <= index < len(listed):
             return gr.skip(), gr.skip()
-        return offered[index]["text"], offered[index]
+        return listed[index]["text"], listed[index]
 
-    def saved_matches(text: str, conversation_id: float | None, request: gr.Request):
-        """Typing ``/` and a few letters lists the saved replies that match; otherwise all of them."""
+    def saved_matches(self, text: str, conversation_id: float | None, request: gr.Request):
+        """Typing ``/`` and a few letters lists the saved replies that match; otherwise all of them."""
         query = text[1:] if text.startswith("/") else ""
         if text and not text.startswith("/"):
             return gr.skip(), gr.skip()
         language = None
         if conversation_id:
-            language = service.transcript(who(request), int(conversation_id))[0].language
-        found = space.saved_replies(who(request), query, language)
+            language = self.service.transcript(self.who(request), int(conversation_id))[0].language
+        found = self.space.saved_replies(self.who(request), query, language)
         return (gr.update(choices=[(_suggestion_label(s), i) for i, s in enumerate(found)], value=None),
                 [_as_state(s) for s in found])
 
-    def insert_saved(evt: gr.SelectData, found: list[dict[str, Any]]):
-        index = evt.index if isinstance(evt.index, int) else None
-        if index is None or not 0 <= index < len(found):
-            return gr.skip(), gr.skip()
-        return found[index]["text"], found[index]
-
-    def send(conversation_id: float | None, text: str, used: dict[str, Any] | None,
+    def send(self, conversation_id: float | None, text: str, used: dict[str, Any] | None,
              offered: list[dict[str, Any]], found: list[dict[str, Any]], request: gr.Request):
         if text.startswith("/") and found:  # Enter on "/open": the first saved reply that matches
             return "", found[0]["text"], found[0]
         if not conversation_id:
             return "Open a conversation first.", text, used
-        space.send(who(request), int(conversation_id), text, _of_state(used),
-                   shown=len(offered) + (1 if used and used.get("source") == "saved" else 0))
+        self.space.send(self.who(request), int(conversation_id), text, _of_state(used),
+                        shown=len(offered) + (1 if used and used.get("source") == "saved" else 0))
         return "Sent.", "", None
 
     # --- replay -------------------------------------------------------------------------------------------
-    def versions(request: gr.Request):
-        choices = [(f"{v.name} ({v.status})", v.id) for v in admin_views.versions(who(request))]
+    def versions(self, request: gr.Request):
+        choices = [(f"{v.name} ({v.status})", v.id) for v in self.admin_views.versions(self.who(request))]
         return gr.update(choices=[("active model", 0), *choices], value=0)
 
-    def replay(message_id: int | None, version_id: int | None, beams: float, penalty: float,
+    def replay(self, message_id: int | None, version_id: int | None, beams: float, penalty: float,
                length_penalty: float, request: gr.Request):
         if not message_id:
             return "", [], "Select a bot reply first."
-        result = replays.replay(who(request), int(message_id), version_id or None, num_beams=int(beams),
-                                repetition_penalty=float(penalty), length_penalty=float(length_penalty))
+        result = self.replays.replay(self.who(request), int(message_id), version_id or None, num_beams=int(beams),
+                                     repetition_penalty=float(penalty), length_penalty=float(length_penalty))
         candidates = [[rank + 1, text, round(score, 3)] for rank, (text, score) in enumerate(result.candidates)]
         return result.text, candidates, "Replayed (nothing was sent to the customer)."
 
     # --- review queue -----------------------------------------------------------------------------------
-    def review_view(current: int | None, request: gr.Request, *, force_next: bool = False):
+    def review_view(self, current: int | None, request: gr.Request, *, force_next: bool = False):
         """The queue, and the item to show: the current one while it waits (so a refresh never clobbers the
         editor), else the oldest."""
-        items = space.review_queue(who(request))
+        items = self.space.review_queue(self.who(request))
         now = datetime.now(timezone.utc)
         rows = [[i.message_id, i.conversation_id, waited(i.created_at, now), i.language, _short(i.customer_text, 60),
                  _short(i.text, 60)] for i in items]
@@ -325,7 +346,7 @@ def build_agent(service: ChatService) -> gr.Blocks:
             return table, None, "<p>Nothing to review. New drafts open here by themselves.</p>", \
                 gr.update(choices=[], value=None), ""
         item = items[0]
-        _, messages = service.transcript(who(request), item.conversation_id)
+        _, messages = self.service.transcript(self.who(request), item.conversation_id)
         message = next(m for m in messages if m.id == item.message_id)
         kind = "draft, waiting for approval" if item.review_state == "draft" else "sent, sampled for review"
         head = (f'<div id="review-item" data-message="{item.message_id}"><p><b>Conversation {item.conversation_id}</b>'
@@ -333,164 +354,198 @@ def build_agent(service: ChatService) -> gr.Blocks:
                 f" · language {html.escape(item.language)}</p>"
                 f'<p class="said"><b>Customer:</b> {html.escape(item.customer_text or "")}</p>'
                 f'<p class="said"><b>Bot:</b> {html.escape(message.text)}</p>{grounding_html(message.meta)}</div>')
-        choices = [(f"{rank + 1}. {text}  (score {score:.2f})", rank) for rank, (text, score) in enumerate(message.candidates)]
+        choices = [(f"{rank + 1}. {text}  (score {score:.2f})", rank)
+                   for rank, (text, score) in enumerate(message.candidates)]
         return table, item.message_id, head, gr.update(choices=choices, value=None), message.text
 
-    def review_refresh(current: int | None, request: gr.Request):
-        return review_view(current, request)
+    def review_refresh(self, current: int | None, request: gr.Request):
+        return self.review_view(current, request)
 
-    def review_act(action: str):
-        def run(current: int | None, editor: str, request: gr.Request):
-            if not current:
-                return ("Nothing is open to review.", *review_view(None, request))
-            result = service.review(who(request), int(current), action, editor if action == "edit" else None)
-            return (f"Reply #{result.id} is now {result.review_state}.",
-                    *review_view(None, request, force_next=True))
-        return run
+    def _queue_act(self, action: str, current: int | None, editor: str, request: gr.Request):
+        if not current:
+            return ("Nothing is open to review.", *self.review_view(None, request))
+        result = self.service.review(self.who(request), int(current), action, editor if action == "edit" else None)
+        return (f"Reply #{result.id} is now {result.review_state}.",
+                *self.review_view(None, request, force_next=True))
 
-    def review_candidate(evt: gr.SelectData, current: int | None, request: gr.Request):
+    def queue_approve(self, current: int | None, editor: str, request: gr.Request):
+        return self._queue_act("approve", current, editor, request)
+
+    def queue_edit(self, current: int | None, editor: str, request: gr.Request):
+        return self._queue_act("edit", current, editor, request)
+
+    def queue_reject(self, current: int | None, editor: str, request: gr.Request):
+        return self._queue_act("reject", current, editor, request)
+
+    def review_candidate(self, evt: gr.SelectData, current: int | None, request: gr.Request):
         if not current or not isinstance(evt.index, int):
             return gr.skip()
-        item = next((i for i in space.review_queue(who(request)) if i.message_id == current), None)
+        item = next((i for i in self.space.review_queue(self.who(request)) if i.message_id == current), None)
         if item is None:
             return gr.skip()
-        _, messages = service.transcript(who(request), item.conversation_id)
+        _, messages = self.service.transcript(self.who(request), item.conversation_id)
         message = next(m for m in messages if m.id == current)
         return message.candidates[evt.index][0] if evt.index < len(message.candidates) else gr.skip()
 
+
+class InboxTab:
+    """The inbox tab's components: the queue on the left, the open conversation on the right."""
+
+    def __init__(self, settings: Any) -> None:
+        self.offered = gr.State([])  # the suggestions shown, as dicts
+        self.found = gr.State([])  # the saved replies listed
+        self.used = gr.State(None)  # the suggestion or saved reply last put into the reply box
+        with gr.Tab("Inbox", id="inbox"), gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=420):
+                self.view = gr.Radio(choices=[(VIEW_LABELS[v], v) for v in VIEWS], value="waiting",
+                                     label="View", elem_id="inbox-view")
+                self.search = gr.Textbox(label="Search conversations (text or id)", elem_id="inbox-search",
+                                         placeholder="e.g. refund, parcel, 42")
+                self.queue = gr.Dataframe(headers=QUEUE_COLUMNS, label="Conversations (longest waiting first)",
+                                          interactive=False, wrap=True, datatype="str", elem_id="agent-queue",
+                                          column_widths=["8%", "36%", "15%", "9%", "14%", "18%"], max_height=520)
+                self.conversation = gr.Number(label="Open conversation by id", precision=0,
+                                              elem_id="agent-conversation")
+            with gr.Column(scale=7, min_width=520):
+                self.header = gr.HTML("<p>Click a conversation in the inbox to open it.</p>", elem_id="agent-header")
+                self.transcript = gr.Chatbot(label="Transcript", render_markdown=False, sanitize_html=True,
+                                             height=360, elem_id="agent-transcript", feedback_options=None)
+                with gr.Row():
+                    self.take_btn = gr.Button("Assign to me", variant="primary", elem_id="agent-take-over")
+                    self.assignee = gr.Dropdown(label="Agent", choices=[], show_label=False, min_width=120,
+                                                elem_id="agent-assign-to", scale=1)
+                    self.assign_btn = gr.Button("Assign", elem_id="agent-assign")
+                    self.back_btn = gr.Button("Hand back to bot", elem_id="agent-hand-back")
+                    self.close_btn = gr.Button("Close", variant="stop", elem_id="agent-close")
+                self.suggested = gr.Radio(choices=[], label="Suggested replies (click to put in the reply box)",
+                                          elem_id="agent-suggestions", interactive=True)
+                self.saved = gr.Radio(choices=[], label="Saved replies (type / and a few letters, or click)",
+                                      elem_id="agent-saved", interactive=True)
+                with gr.Row():
+                    self.reply_box = gr.Textbox(placeholder="Reply to the customer (after taking over); "
+                                                "/ for saved replies", show_label=False, scale=5,
+                                                elem_id="agent-reply")
+                    self.reply_btn = gr.Button("Send", scale=1, elem_id="agent-send")
+                self.info = gr.Markdown(elem_id="agent-info")
+                with gr.Accordion("Bot replies: n-best, grounding, attention, review, replay", open=False,
+                                  elem_id="agent-details"):
+                    self._details(settings)
+
+    def _details(self, settings: Any) -> None:
+        self.bot_reply = gr.Dropdown(label="Bot reply", choices=[], elem_id="agent-bot-reply")
+        self.grounding = gr.HTML(elem_id="agent-grounding")
+        self.candidates = gr.Dataframe(headers=CANDIDATE_COLUMNS, label="n-best candidates", datatype="str",
+                                       interactive=False, wrap=True, elem_id="agent-candidates")
+        self.heatmap = gr.HTML(label="Attention", elem_id="agent-heatmap")
+        self.corrected = gr.Textbox(label="Corrected reply", lines=2, elem_id="agent-corrected")
+        with gr.Row():
+            self.approve_btn = gr.Button("Approve", elem_id="agent-approve")
+            self.edit_btn = gr.Button("Save edit", elem_id="agent-edit")
+            self.reject_btn = gr.Button("Reject", variant="stop", elem_id="agent-reject")
+        with gr.Accordion("Replay with another model or settings", open=False):
+            self.version = gr.Dropdown(label="Model version", choices=[("active model", 0)], value=0,
+                                       elem_id="agent-replay-version")
+            self.beams = gr.Slider(1, 10, value=settings.num_beams, step=1, label="num_beams")
+            self.penalty = gr.Slider(1.0, 2.0, value=settings.repetition_penalty, step=0.05,
+                                     label="repetition_penalty")
+            self.length_penalty = gr.Slider(0.0, 2.0, value=settings.length_penalty, step=0.1,
+                                            label="length_penalty")
+            self.replay_btn = gr.Button("Replay", elem_id="agent-replay")
+            with gr.Row():
+                self.sent_text = gr.Textbox(label="Sent", interactive=False, elem_id="agent-sent")
+                self.replay_text = gr.Textbox(label="Replayed", interactive=False, elem_id="agent-replayed")
+            self.replay_candidates = gr.Dataframe(headers=["rank", "candidate", "score"], interactive=False)
+
+
+class ReviewTab:
+    """The review queue's components: the queue on the left, the open item and its editor on the right."""
+
+    def __init__(self) -> None:
+        with gr.Tab("Review queue", id="review"):
+            gr.Markdown("**Keys:** " + " · ".join(f"`{k}` {what}" for k, what in SHORTCUTS), elem_id="review-keys")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=5, min_width=420):
+                    self.table = gr.Dataframe(headers=REVIEW_COLUMNS, label="To review (oldest first)",
+                                              interactive=False, wrap=True, datatype="str", elem_id="review-queue",
+                                              max_height=560, column_widths=["10%", "10%", "14%", "8%", "29%", "29%"])
+                with gr.Column(scale=7, min_width=520):
+                    self.head = gr.HTML("<p>Nothing to review yet.</p>", elem_id="review-current")
+                    self.candidates = gr.Radio(choices=[], label="n-best (click or press 1-9 to edit from it)",
+                                               elem_id="review-candidates", interactive=True)
+                    self.editor = gr.Textbox(label="Reply the customer will see (edit here)", lines=3,
+                                             elem_id="review-editor")
+                    with gr.Row():
+                        self.approve = gr.Button("Approve (A)", variant="primary", elem_id="review-approve")
+                        self.edit = gr.Button("Save edit (Ctrl+Enter)", elem_id="review-edit")
+                        self.reject = gr.Button("Reject (R)", variant="stop", elem_id="review-reject")
+                    self.info = gr.Markdown(elem_id="review-info")
+        self.current = gr.State(None)  # the message id open in the review queue
+        self.outputs = [self.table, self.current, self.head, self.candidates, self.editor]  # what a refresh renders
+
+
+HIDDEN = {"show_progress": "hidden"}
+
+
+def _wire_inbox(console: AgentConsole, tab: InboxTab, timer: gr.Timer) -> None:
+    """The inbox's events; after every action the conversation (and, where it moved, the inbox) re-renders."""
+    c, offered, found, used = console, tab.offered, tab.found, tab.used
+    listing = ([tab.view, tab.search], [tab.view, tab.queue])
+    opened = ([tab.conversation, tab.bot_reply], [tab.transcript, tab.header, tab.bot_reply, tab.suggested, offered])
+    saved = ([tab.reply_box, tab.conversation], [tab.saved, found])
+
+    timer.tick(guarded(c.inbox), *listing, **HIDDEN)
+    timer.tick(guarded(c.open_conversation), *opened, **HIDDEN)
+    tab.view.input(guarded(c.inbox), *listing)
+    tab.search.input(guarded(c.inbox), *listing, **HIDDEN)
+    tab.queue.select(c.pick_row, tab.queue, tab.conversation)
+    tab.conversation.change(guarded(c.open_conversation), *opened).then(guarded(c.saved_matches), *saved)
+    tab.bot_reply.change(guarded(c.show_reply), [tab.conversation, tab.bot_reply],
+                         [tab.candidates, tab.grounding, tab.heatmap, tab.corrected], api_name="show_reply").then(
+        lambda text: text, tab.corrected, tab.sent_text)
+    for button, handler in ((tab.take_btn, c.take_over), (tab.back_btn, c.hand_back), (tab.close_btn, c.close)):
+        button.click(guarded(handler), tab.conversation, tab.info).then(
+            guarded(c.open_conversation), *opened).then(guarded(c.inbox), *listing)
+    tab.assign_btn.click(guarded(c.assign), [tab.conversation, tab.assignee], tab.info).then(
+        guarded(c.open_conversation), *opened).then(guarded(c.inbox), *listing)
+    for button, handler in ((tab.approve_btn, c.approve_reply), (tab.edit_btn, c.edit_reply),
+                            (tab.reject_btn, c.reject_reply)):
+        button.click(guarded(handler), [tab.bot_reply, tab.corrected], tab.info).then(
+            guarded(c.open_conversation), *opened)
+    tab.suggested.select(c.insert_choice, offered, [tab.reply_box, used])
+    tab.saved.select(c.insert_choice, found, [tab.reply_box, used])
+    tab.reply_box.input(guarded(c.saved_matches), *saved, **HIDDEN)
+    for trigger in (tab.reply_box.submit, tab.reply_btn.click):
+        trigger(guarded(c.send), [tab.conversation, tab.reply_box, used, offered, found],
+                [tab.info, tab.reply_box, used]).then(
+            guarded(c.open_conversation), *opened).then(guarded(c.saved_matches), *saved)
+    tab.replay_btn.click(guarded(c.replay), [tab.bot_reply, tab.version, tab.beams, tab.penalty, tab.length_penalty],
+                         [tab.replay_text, tab.replay_candidates, tab.info])
+
+
+def _wire_review(console: AgentConsole, tab: ReviewTab, timer: gr.Timer) -> None:
+    """The review queue's events; each action opens the next item."""
+    outputs = tab.outputs
+    timer.tick(guarded(console.review_refresh), tab.current, outputs, **HIDDEN)
+    for button, handler in ((tab.approve, console.queue_approve), (tab.edit, console.queue_edit),
+                            (tab.reject, console.queue_reject)):
+        button.click(guarded(handler), [tab.current, tab.editor], [tab.info, *outputs])
+    tab.candidates.select(guarded(console.review_candidate), tab.current, tab.editor)
+
+
+def build_agent(service: ChatService) -> gr.Blocks:
+    """Lay out the console and wire its events to ``AgentConsole``'s handlers."""
+    console = AgentConsole(service)
     with gr.Blocks(title="Agent console") as demo:
         gr.Markdown("## Agent console  ·  [admin](/admin)  ·  [sign out](/logout)")
-        offered_state = gr.State([])  # the suggestions shown, as dicts
-        found_state = gr.State([])  # the saved replies listed
-        used_state = gr.State(None)  # the suggestion or saved reply last put into the reply box
-        review_current = gr.State(None)  # the message id open in the review queue
         with gr.Tabs():
-            with gr.Tab("Inbox", id="inbox"), gr.Row(equal_height=False):
-                with gr.Column(scale=5, min_width=420):
-                    view = gr.Radio(choices=[(VIEW_LABELS[v], v) for v in VIEWS], value="waiting",
-                                    label="View", elem_id="inbox-view")
-                    search = gr.Textbox(label="Search conversations (text or id)", elem_id="inbox-search",
-                                        placeholder="e.g. refund, parcel, 42")
-                    queue = gr.Dataframe(headers=QUEUE_COLUMNS, label="Conversations (longest waiting first)",
-                                         interactive=False, wrap=True, datatype="str", elem_id="agent-queue",
-                                         column_widths=["8%", "36%", "15%", "9%", "14%", "18%"],
-                                         max_height=520)
-                    conversation = gr.Number(label="Open conversation by id", precision=0,
-                                             elem_id="agent-conversation")
-                with gr.Column(scale=7, min_width=520):
-                    header = gr.HTML("<p>Click a conversation in the inbox to open it.</p>",
-                                     elem_id="agent-header")
-                    transcript = gr.Chatbot(label="Transcript", render_markdown=False, sanitize_html=True,
-                                            height=360, elem_id="agent-transcript", feedback_options=None)
-                    with gr.Row():
-                        take_btn = gr.Button("Assign to me", variant="primary", elem_id="agent-take-over")
-                        assignee = gr.Dropdown(label="Agent", choices=[], show_label=False, min_width=120,
-                                               elem_id="agent-assign-to", scale=1)
-                        assign_btn = gr.Button("Assign", elem_id="agent-assign")
-                        back_btn = gr.Button("Hand back to bot", elem_id="agent-hand-back")
-                        close_btn = gr.Button("Close", variant="stop", elem_id="agent-close")
-                    suggested = gr.Radio(choices=[], label="Suggested replies (click to put in the reply box)",
-                                         elem_id="agent-suggestions", interactive=True)
-                    saved = gr.Radio(choices=[], label="Saved replies (type / and a few letters, or click)",
-                                     elem_id="agent-saved", interactive=True)
-                    with gr.Row():
-                        reply_box = gr.Textbox(placeholder="Reply to the customer (after taking over); "
-                                               "/ for saved replies", show_label=False, scale=5,
-                                               elem_id="agent-reply")
-                        reply_btn = gr.Button("Send", scale=1, elem_id="agent-send")
-                    info = gr.Markdown(elem_id="agent-info")
-                    with gr.Accordion("Bot replies: n-best, grounding, attention, review, replay", open=False,
-                                      elem_id="agent-details"):
-                        bot_reply = gr.Dropdown(label="Bot reply", choices=[], elem_id="agent-bot-reply")
-                        grounding = gr.HTML(elem_id="agent-grounding")
-                        candidates = gr.Dataframe(headers=CANDIDATE_COLUMNS, label="n-best candidates",
-                                                  datatype="str", interactive=False, wrap=True,
-                                                  elem_id="agent-candidates")
-                        heatmap = gr.HTML(label="Attention", elem_id="agent-heatmap")
-                        corrected = gr.Textbox(label="Corrected reply", lines=2, elem_id="agent-corrected")
-                        with gr.Row():
-                            approve_btn = gr.Button("Approve", elem_id="agent-approve")
-                            edit_btn = gr.Button("Save edit", elem_id="agent-edit")
-                            reject_btn = gr.Button("Reject", variant="stop", elem_id="agent-reject")
-                        with gr.Accordion("Replay with another model or settings", open=False):
-                            version = gr.Dropdown(label="Model version", choices=[("active model", 0)], value=0,
-                                                  elem_id="agent-replay-version")
-                            beams = gr.Slider(1, 10, value=service.settings.num_beams, step=1, label="num_beams")
-                            penalty = gr.Slider(1.0, 2.0, value=service.settings.repetition_penalty, step=0.05,
-                                                label="repetition_penalty")
-                            length_penalty = gr.Slider(0.0, 2.0, value=service.settings.length_penalty,
-                                                       step=0.1, label="length_penalty")
-                            replay_btn = gr.Button("Replay", elem_id="agent-replay")
-                            with gr.Row():
-                                sent_text = gr.Textbox(label="Sent", interactive=False, elem_id="agent-sent")
-                                replay_text = gr.Textbox(label="Replayed", interactive=False,
-                                                         elem_id="agent-replayed")
-                            replay_candidates = gr.Dataframe(headers=["rank", "candidate", "score"],
-                                                             interactive=False)
-            with gr.Tab("Review queue", id="review"):
-                gr.Markdown("**Keys:** " + " · ".join(f"`{k}` {what}" for k, what in SHORTCUTS),
-                            elem_id="review-keys")
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=5, min_width=420):
-                        review_table = gr.Dataframe(headers=REVIEW_COLUMNS, label="To review (oldest first)",
-                                                    interactive=False, wrap=True, datatype="str",
-                                                    elem_id="review-queue", max_height=560,
-                                                    column_widths=["10%", "10%", "14%", "8%", "29%", "29%"])
-                    with gr.Column(scale=7, min_width=520):
-                        review_head = gr.HTML("<p>Nothing to review yet.</p>", elem_id="review-current")
-                        review_candidates = gr.Radio(choices=[], label="n-best (click or press 1-9 to edit from it)",
-                                                     elem_id="review-candidates", interactive=True)
-                        review_editor = gr.Textbox(label="Reply the customer will see (edit here)", lines=3,
-                                                   elem_id="review-editor")
-                        with gr.Row():
-                            review_approve = gr.Button("Approve (A)", variant="primary", elem_id="review-approve")
-                            review_edit = gr.Button("Save edit (Ctrl+Enter)", elem_id="review-edit")
-                            review_reject = gr.Button("Reject (R)", variant="stop", elem_id="review-reject")
-                        review_info = gr.Markdown(elem_id="review-info")
-        timer = gr.Timer(2.0)
-        review_timer = gr.Timer(1.0)  # new drafts show up within a second: approving them is the fast path
-
-        hidden = {"show_progress": "hidden"}
-        conversation_view = [transcript, header, bot_reply, suggested, offered_state]
-        review_outputs = [review_table, review_current, review_head, review_candidates, review_editor]
+            inbox = InboxTab(service.settings)
+            review = ReviewTab()
         demo.load(None, None, None, js=KEYS_JS)
-        demo.load(guarded(inbox), [view, search], [view, queue])
-        demo.load(guarded(versions), None, version)
-        demo.load(guarded(staff_choices), None, assignee)
-        demo.load(guarded(saved_matches), [reply_box, conversation], [saved, found_state])
-        demo.load(guarded(review_refresh), review_current, review_outputs)
-        timer.tick(guarded(inbox), [view, search], [view, queue], **hidden)
-        timer.tick(guarded(open_conversation), [conversation, bot_reply], conversation_view, **hidden)
-        review_timer.tick(guarded(review_refresh), review_current, review_outputs, **hidden)
-        view.input(guarded(inbox), [view, search], [view, queue])
-        search.input(guarded(inbox), [view, search], [view, queue], **hidden)
-        queue.select(pick_row, queue, conversation)
-        conversation.change(guarded(open_conversation), [conversation, bot_reply], conversation_view).then(
-            guarded(saved_matches), [reply_box, conversation], [saved, found_state])
-        bot_reply.change(guarded(show_reply), [conversation, bot_reply], [candidates, grounding, heatmap, corrected],
-                         api_name="show_reply").then(
-            lambda text: text, corrected, sent_text)
-        for button, action in ((take_btn, "take_over"), (back_btn, "hand_back"), (close_btn, "close")):
-            button.click(guarded(act(action)), conversation, info).then(
-                guarded(open_conversation), [conversation, bot_reply], conversation_view).then(
-                guarded(inbox), [view, search], [view, queue])
-        assign_btn.click(guarded(assign), [conversation, assignee], info).then(
-            guarded(open_conversation), [conversation, bot_reply], conversation_view).then(
-            guarded(inbox), [view, search], [view, queue])
-        for button, action in ((approve_btn, "approve"), (edit_btn, "edit"), (reject_btn, "reject")):
-            button.click(guarded(review(action)), [bot_reply, corrected], info).then(
-                guarded(open_conversation), [conversation, bot_reply], conversation_view)
-        suggested.select(insert_suggestion, offered_state, [reply_box, used_state])
-        saved.select(insert_saved, found_state, [reply_box, used_state])
-        reply_box.input(guarded(saved_matches), [reply_box, conversation], [saved, found_state], **hidden)
-        for trigger in (reply_box.submit, reply_btn.click):
-            trigger(guarded(send), [conversation, reply_box, used_state, offered_state, found_state],
-                    [info, reply_box, used_state]).then(
-                guarded(open_conversation), [conversation, bot_reply], conversation_view).then(
-                guarded(saved_matches), [reply_box, conversation], [saved, found_state])
-        replay_btn.click(guarded(replay), [bot_reply, version, beams, penalty, length_penalty],
-                         [replay_text, replay_candidates, info])
-        for button, action in ((review_approve, "approve"), (review_edit, "edit"), (review_reject, "reject")):
-            button.click(guarded(review_act(action)), [review_current, review_editor], [review_info, *review_outputs])
-        review_candidates.select(guarded(review_candidate), review_current, review_editor)
+        demo.load(guarded(console.inbox), [inbox.view, inbox.search], [inbox.view, inbox.queue])
+        demo.load(guarded(console.versions), None, inbox.version)
+        demo.load(guarded(console.staff_choices), None, inbox.assignee)
+        demo.load(guarded(console.saved_matches), [inbox.reply_box, inbox.conversation], [inbox.saved, inbox.found])
+        demo.load(guarded(console.review_refresh), review.current, review.outputs)
+        _wire_inbox(console, inbox, gr.Timer(2.0))
+        _wire_review(console, review, gr.Timer(1.0))  # new drafts show up within a second: the fast path
     return demo

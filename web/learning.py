@@ -59,15 +59,53 @@ def learned_rows(learned: NightlyLearned | None) -> list[list[Any]]:
              _num(c.candidate_chrf), {True: "yes", False: "no", None: "-"}[c.learned]] for c in learned.corrections]
 
 
+class LearningHandlers:
+    """The two sections' handlers; ``admin`` re-checks the admin session on every call."""
+
+    def __init__(self, service: ChatService, admin: Callable[[gr.Request], Principal]) -> None:
+        self.service = service
+        self.admin = admin
+        self.analytics = AnalyticsService(service)
+        self.shadows = ShadowService(service.store)
+
+    def refresh(self, request: gr.Request) -> tuple[Any, ...]:
+        who = self.admin(request)
+        rates = self.analytics.review_rates(who)
+        frame = pd.DataFrame([{"day": r.day, "series": f"{r.version} · {action}", "rate": getattr(r, f"{action}_rate")}
+                              for r in rates for action in ("approve", "edit", "reject")],
+                             columns=["day", "series", "rate"])
+        rate_rows = [[r.day, r.version, r.reviews, _share(r.approve_rate), _share(r.edit_rate), _share(r.reject_rate)]
+                     for r in rates]
+        corrected_rows = [[c.bot_text, c.corrections, c.edits, c.rejections, c.example or ""]
+                          for c in self.analytics.most_corrected(who)]
+        distance_rows = [[d.version, d.edits, f"{d.mean_distance:.3f}"] for d in self.analytics.edit_distances(who)]
+        learned = self.analytics.last_nightly_learned(who)
+        return (shadow_rows(self.shadows.stats(who)), frame, rate_rows, corrected_rows, distance_rows,
+                learned_summary(learned), learned_rows(learned))
+
+    @staticmethod
+    def _need_id(value: float | None) -> int:
+        if not value:
+            raise ValueError("Give the id of a registered version (see the model versions table).")
+        return int(value)
+
+    def shadow_on(self, version_id: float | None, request: gr.Request) -> str:
+        return md_text(self.shadows.set_shadow(self.admin(request), self._need_id(version_id)))
+
+    def shadow_off(self, request: gr.Request) -> str:
+        return md_text(self.shadows.set_shadow(self.admin(request), None))
+
+    def promote(self, version_id: float | None, request: gr.Request) -> str:
+        return md_text(self.service.set_model(self.admin(request), "promote", self._need_id(version_id)))
+
+
 def build_learning(service: ChatService, admin: Callable[[gr.Request], Principal],
                    guard: Callable[[Any], Any], on_change: tuple[Callable[..., Any], list[Any]]
                    ) -> tuple[Callable[..., Any], list[Any]]:
     """Add the two sections to the Blocks being built; returns ``(refresh, outputs)`` for ``demo.load``.
     ``on_change`` (the page's refresh and its outputs) runs after a promotion from the shadow section."""
-    analytics = AnalyticsService(service)
-    shadows = ShadowService(service.store)
+    handlers = LearningHandlers(service, admin)
     share = service.settings.shadow_share
-
     with gr.Accordion("Shadow testing: a candidate answers live messages in the background, never sent",
                       open=True, elem_id="admin-shadow-section"):
         gr.Markdown(f"The shadowed version answers {share:.0%} of the messages the bot answers (when the decoder "
@@ -100,40 +138,11 @@ def build_learning(service: ChatService, admin: Callable[[gr.Request], Principal
                                      label="What the last nightly learned: held-out agent corrections",
                                      elem_id="admin-nightly-learned")
 
-    def refresh(request: gr.Request) -> tuple[Any, ...]:
-        who = admin(request)
-        rates = analytics.review_rates(who)
-        frame = pd.DataFrame([{"day": r.day, "series": f"{r.version} · {action}", "rate": getattr(r, f"{action}_rate")}
-                              for r in rates for action in ("approve", "edit", "reject")],
-                             columns=["day", "series", "rate"])
-        rate_rows = [[r.day, r.version, r.reviews, _share(r.approve_rate), _share(r.edit_rate), _share(r.reject_rate)]
-                     for r in rates]
-        corrected_rows = [[c.bot_text, c.corrections, c.edits, c.rejections, c.example or ""]
-                          for c in analytics.most_corrected(who)]
-        distance_rows = [[d.version, d.edits, f"{d.mean_distance:.3f}"] for d in analytics.edit_distances(who)]
-        learned = analytics.last_nightly_learned(who)
-        return (shadow_rows(shadows.stats(who)), frame, rate_rows, corrected_rows, distance_rows,
-                learned_summary(learned), learned_rows(learned))
-
     outputs = [table, rates_plot, rates_table, corrected, distance, learned_md, learned_table]
-
-    def need_id(value: float | None) -> int:
-        if not value:
-            raise ValueError("Give the id of a registered version (see the model versions table).")
-        return int(value)
-
-    def shadow_on(version_id: float | None, request: gr.Request) -> str:
-        return md_text(shadows.set_shadow(admin(request), need_id(version_id)))
-
-    def shadow_off(request: gr.Request) -> str:
-        return md_text(shadows.set_shadow(admin(request), None))
-
-    def promote(version_id: float | None, request: gr.Request) -> str:
-        return md_text(service.set_model(admin(request), "promote", need_id(version_id)))
-
+    refresh = guard(handlers.refresh)
     page_refresh, page_outputs = on_change
-    start_btn.click(guard(shadow_on), version, result).then(guard(refresh), None, outputs)
-    stop_btn.click(guard(shadow_off), None, result).then(guard(refresh), None, outputs)
-    promote_btn.click(guard(promote), version, result).then(guard(refresh), None, outputs).then(
-        guard(page_refresh), None, page_outputs)
-    return refresh, outputs
+    start_btn.click(guard(handlers.shadow_on), version, result).then(refresh, None, outputs)
+    stop_btn.click(guard(handlers.shadow_off), None, result).then(refresh, None, outputs)
+    promote_btn.click(guard(handlers.promote), version, result).then(refresh, None, outputs).then(
+        page_refresh, None, page_outputs)
+    return handlers.refresh, outputs

@@ -108,30 +108,56 @@ def test_inbox_copilot_saved_replies_and_live_assignment(browser, live_server): 
 
 
 def test_review_queue_three_drafts_approved_with_the_keyboard(browser, live_server):  # noqa: F811
+    """Three drafts approved with ``a`` in a row, then the other ways through the queue: a candidate put in
+    the editor by its number and saved with Ctrl+Enter, a candidate clicked and edited, a draft rejected."""
     service = live_server.service
     drafts = []
-    with service.store.transaction() as s:  # three drafts waiting (the server runs in auto mode)
-        for i, text in enumerate(["my parcel?", f"refund {XSS}", "change my booking"]):
+    texts = ["my parcel?", f"refund {XSS}", "change my booking", "opening hours?", "lost my card", "spam spam"]
+    with service.store.transaction() as s:  # six drafts waiting (the server runs in auto mode)
+        for i, text in enumerate(texts):
             c = repo.start_conversation(s).id
             repo.store_message(s, c, "customer", text)
             drafts.append((c, repo.store_message(s, c, "bot", f"draft {i + 1}", review_state="draft",
-                                                 candidates=[(f"draft {i + 1}", -0.4), ("other", -1.5)]).id))
+                                                 candidates=[(f"draft {i + 1}", -0.4), (f"other {i + 1}", -1.5)]).id))
     page = _sign_in(browser, live_server.url, "ana")
     page.get_by_role("tab", name="Review queue").click()
     keys = page.locator("#review-keys")
     for listed in ("A", "Ctrl+Enter", "R", "Esc"):
         expect(keys).to_contain_text(listed)
     editor = page.locator("#review-editor textarea")
-    for i, (c, _) in enumerate(drafts):  # oldest first; each action opens the next one
+    current = page.locator("#review-current")
+    for i, (c, _) in enumerate(drafts[:3]):  # oldest first; each action opens the next one
         expect(editor).to_have_value(f"draft {i + 1}", timeout=20_000)
-        expect(page.locator("#review-current")).to_contain_text(f"Conversation {c}")
+        expect(current).to_contain_text(f"Conversation {c}")
         if i == 1:
-            expect(page.locator("#review-current")).to_contain_text(f"Customer: refund {XSS}")
+            expect(current).to_contain_text(f"Customer: refund {XSS}")
             _no_horizontal_scroll(page, "#review-queue", "#review-current")
             _shot(page, "agent-review")
         page.keyboard.press("a")
-    expect(page.locator("#review-current")).to_contain_text("Nothing to review", timeout=20_000)
+
+    expect(current).to_contain_text(f"Conversation {drafts[3][0]}", timeout=20_000)  # "2" picks candidate 2
+    expect(editor).to_have_value("draft 4", timeout=20_000)
+    page.keyboard.press("2")
+    expect(editor).to_have_value("other 4", timeout=20_000)
+    page.keyboard.press("e")  # into the editor; Ctrl+Enter saves the edit
+    page.keyboard.press("Control+Enter")
+
+    expect(current).to_contain_text(f"Conversation {drafts[4][0]}", timeout=20_000)  # a click, then typing
+    expect(editor).to_have_value("draft 5", timeout=20_000)
+    page.locator("#review-candidates").get_by_text("2. other 5").click()
+    expect(editor).to_have_value("other 5", timeout=20_000)
+    editor.press("End")
+    editor.press_sequentially(", sorry")
+    editor.press("Control+Enter")
+
+    expect(current).to_contain_text(f"Conversation {drafts[5][0]}", timeout=20_000)
+    expect(editor).to_have_value("draft 6", timeout=20_000)
+    page.keyboard.press("r")
+    expect(current).to_contain_text("Nothing to review", timeout=20_000)
+
+    shown = []
     for c, _ in drafts:
         _, seen = service.customer_messages(c)
-        assert [m.role for m in seen] == ["customer", "bot"]  # approved: the customer sees it
+        shown.append([m.text for m in seen if m.role == "bot"])
+    assert shown == [["draft 1"], ["draft 2"], ["draft 3"], ["other 4"], ["other 5, sorry"], []]
     assert page.evaluate("window.__pwned") is None

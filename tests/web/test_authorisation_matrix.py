@@ -303,19 +303,18 @@ AGENT_EVENTS: dict[str, Event] = {
                       event_data=_select([0, 1], "x")),
     "show_reply": Event(lambda w, a: [a.id, a.bot_message], prepare=("open_conversation",)),
     "lambda": Event(lambda w, a: ["text"]),
-    "run": Event(lambda w, a: [a.id], expect=TAKEN, domain_error=None),  # take over what agent 1 handles
-    "run_1": Event(lambda w, a: [a.id], expect=OWNER),  # hand back
-    "run_2": Event(lambda w, a: [a.id], expect=OWNER),  # close
+    "take_over": Event(lambda w, a: [a.id], expect=TAKEN, domain_error=None),  # what agent 1 handles
+    "hand_back": Event(lambda w, a: [a.id], expect=OWNER),
+    "close": Event(lambda w, a: [a.id], expect=OWNER),
     "assign": Event(lambda w, a: [a.id, w.user_ids["agent 2"]], expect=OWNER, prepare=("staff_choices",)),
     **{name: Event(lambda w, a: [a.bot_message, "a corrected reply"], prepare=("open_conversation",))
-       for name in ("run_3", "run_4", "run_5")},
-    "insert_suggestion": Event(lambda w, a: [None], event_data=_select(0)),
-    "insert_saved": Event(lambda w, a: [None], event_data=_select(0)),
+       for name in ("approve_reply", "edit_reply", "reject_reply")},
+    **{name: Event(lambda w, a: [None], event_data=_select(0)) for name in ("insert_choice", "insert_choice_1")},
     **{name: Event(lambda w, a: [a.id, "an agent writes", None, None, None], expect=OWNER)
        for name in ("send", "send_1")},
     "replay": Event(lambda w, a: [a.bot_message, 0, 1, 1.0, 1.0], domain_error="model",
                     prepare=("open_conversation", "versions")),
-    **{name: Event(lambda w, a: [None, "a corrected reply"]) for name in ("run_6", "run_7", "run_8")},
+    **{name: Event(lambda w, a: [None, "a corrected reply"]) for name in ("queue_approve", "queue_edit", "queue_reject")},
     "review_candidate": Event(lambda w, a: [None], event_data=_select(0)),
 }
 ADMIN_EVENTS: dict[str, Event] = {
@@ -325,8 +324,8 @@ ADMIN_EVENTS: dict[str, Event] = {
     **{name: Event() for name in ("refresh", "refresh_1", "refresh_2", "refresh_3", "overview", "overview_1",
                                   "overview_2", "overview_3", "overview_4", "serving", "list_facts",
                                   "list_facts_1", "list_facts_2", "list_facts_3")},
-    "run": Event(lambda w, a: [999], domain_error="version"),  # promote
-    "run_1": Event(lambda w, a: [None], domain_error="roll"),  # rollback
+    "promote_version": Event(lambda w, a: [999], domain_error="version"),
+    "roll_back": Event(lambda w, a: [None], domain_error="roll"),
     "erase": Event(lambda w, a: [a.id, True]),
     "pick_fact": Event(lambda w, a: [{"headers": ["id", "key", "value", "language"], "data": [], "metadata": None}],
                        event_data=_select([0, 0])),
