@@ -1,7 +1,8 @@
-"""The agent workspace in headless Chromium (Debian's) over a real server: the inbox (click a row to open it,
-preview and waiting time, live assignment for a second agent), the copilot's suggested replies, saved replies
-typed with ``/``, the review queue driven by the keyboard, values from customers, agents and admins shown
-as text, and the layout at 1280x800 without horizontal scrolling."""
+"""The agent workspace in headless Chromium (Debian's) over a real server: the inbox (search, click a row to
+open it, preview and waiting time, live assignment for a second agent, a live refresh that keeps a half-written
+reply), the copilot's suggested replies, saved replies typed with ``/``, the review queue driven by the
+keyboard, values from customers, agents and admins shown as text, and the layout at 1280x800 without
+horizontal scrolling."""
 
 from __future__ import annotations
 
@@ -59,6 +60,12 @@ def test_inbox_copilot_saved_replies_and_live_assignment(browser, live_server): 
     expect(ana.locator("#agent-queue")).to_contain_text(re.compile(r"just now|\d+ s"))  # the waiting time
     _no_horizontal_scroll(ana, "#agent-queue")
     _shot(ana, "agent-inbox")
+    search = ana.locator("#inbox-search textarea, #inbox-search input").first
+    search.fill("browsing")  # search looks through every conversation, whatever the view
+    expect(ana.locator("#agent-queue")).to_contain_text("just browsing", timeout=20_000)
+    expect(ana.locator("#agent-queue")).not_to_contain_text("talk to a human please")
+    search.fill("")
+    expect(ana.locator("#agent-queue")).to_contain_text("talk to a human please", timeout=20_000)
     row.click()
     transcript = ana.locator("#agent-transcript")
     transcript.get_by_text(f"Customer: hello? {XSS}").wait_for(timeout=20_000)  # labelled, shown as text
@@ -91,6 +98,13 @@ def test_inbox_copilot_saved_replies_and_live_assignment(browser, live_server): 
     expect(reply).to_have_value("We are open every day from 9:00 to 18:00.", timeout=20_000)
     reply.press("Enter")
     transcript.get_by_text("Agent: We are open every day from 9:00 to 18:00.").wait_for(timeout=20_000)
+
+    # live updates keep what the agent is typing: a new customer message arrives, the draft stays
+    reply.fill("a half-written answer")
+    service.send(cid, "are you still there?")
+    transcript.get_by_text("Customer: are you still there?").wait_for(timeout=20_000)
+    expect(reply).to_have_value("a half-written answer")
+    expect(ana.locator("#agent-header")).to_contain_text(f"Conversation {cid}")  # and the open conversation
 
     # pass it on to bo, whose display name is shown as the text it is
     ana.locator("#agent-assign-to input").click()
