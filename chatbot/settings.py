@@ -147,14 +147,15 @@ class Settings(BaseSettings):
                                               "(TrainConfig fields over the nightly defaults).")
     nightly_steps: int = Field(200, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
                                "ends there; warmup is a tenth of them).")
-    nightly_lr: float = Field(1e-3, gt=0, description="Peak learning rate of a nightly fine-tune.")
+    nightly_lr: float = Field(3e-4, gt=0, description="Peak learning rate of a nightly fine-tune (1e-3 learned "
+                              "more but raised general perplexity beyond the gate's margin; benchmarks/learning.py).")
     nightly_replay_ratio: float = Field(4.0, ge=0, description="Earlier training pairs replayed per new pair, "
                                         "so learning what agents taught does not forget the rest.")
     nightly_replay_min: int = Field(2000, ge=0, description="Replayed pairs at least (as many as there are): a "
                                     "few corrections times the ratio is too small a rehearsal for a whole fine-tune.")
     nightly_replay_data: list[str] = Field(default_factory=list, description="--data specs the replay sample "
                                            "also draws from (e.g. the corpora the active model was trained on).")
-    nightly_correction_repeat: int = Field(3, ge=1, description="Times each agent correction is repeated in "
+    nightly_correction_repeat: int = Field(10, ge=1, description="Times each agent correction is repeated in "
                                            "a nightly training set (on top of the export's weight).")
     nightly_correction_holdout: float = Field(0.25, gt=0, lt=1, description="Share of corrected conversations "
                                               "held out of training for the gate (every k-th in hash order).")

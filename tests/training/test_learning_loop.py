@@ -51,7 +51,11 @@ def test_one_taught_fact_is_learned_on_unseen_phrasings_without_leaking(tmp_path
                             eval_data=[f"jsonl:{dev}"], eval_limit=60, taught=8, match=60.0,
                             extra_env={"CHATBOT_NUM_BEAMS": "2", "CHATBOT_MAX_NEW_TOKENS": "24",
                                        "CHATBOT_QUANTIZE_INT8": "false", "CHATBOT_DECODE_PROCESS": "false",
-                                       "CHATBOT_NIGHTLY_STEPS": "200"})
+                                       # this 30k-parameter model with ~200 replay pairs: the product's
+                                       # defaults (tuned on the shipped model) make it answer unrelated
+                                       # questions with the fact; it learns without leaking at these
+                                       "CHATBOT_NIGHTLY_STEPS": "200", "CHATBOT_NIGHTLY_LR": "1e-3",
+                                       "CHATBOT_NIGHTLY_CORRECTION_REPEAT": "3"})
     assert result.unseen_before == 0.0  # the base never gave the fact
     assert result.decision == "promoted", (result.reasons, result.replies_after)
     assert result.unseen_after == 1.0, result.replies_after
