@@ -168,6 +168,9 @@ class Settings(BaseSettings):
                                       "it can say a candidate learned them; fewer is 'not enough evidence'.")
     gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the gate's bootstrap intervals.")
     gate_resamples: int = Field(1000, ge=100, description="Bootstrap resamples per interval.")
+    gate_taught_answers_margin: float = Field(0.02, ge=0, le=1, description="Share of general evaluation replies "
+                                              "that may newly give a taught answer (an agent's correction) before "
+                                              "the gate calls it a leak.")
 
     @field_validator("data_dir", "model_dir", "nightly_dir", mode="after")
     @classmethod

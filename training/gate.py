@@ -13,6 +13,12 @@ the settings' decoding, int8, the model's context window) on two suites:
   zero). Fewer than ``min_corrections`` of them is its own verdict, "not enough evidence": the candidate
   stays registered and an admin can still promote it by hand.
 
+One more check guards the general set against what was taught: a fine-tune that weighs corrections up can
+start giving a taught answer to questions that have nothing to do with it. A general reply "gives a taught
+answer" when its sentence chrF against one of the trained corrections' texts is at least ``TAUGHT_MATCH`` and
+the reference's is not; the candidate fails when it does so more often than the active model by more than
+``Margins.taught_answers`` (a share of the general replies) and the interval says it is not noise.
+
 ``decide`` is a pure function of the two score dicts, so the rules are tested without models.
 """
 
@@ -28,6 +34,7 @@ from typing import Any, Literal
 from training.sources import Pair
 
 PROMOTE, REJECT, NOT_ENOUGH = "promote", "reject", "not enough evidence"
+TAUGHT_MATCH = 60.0  # sentence chrF at which a reply counts as giving a taught answer (benchmarks/learning.py's)
 Verdict = Literal["promote", "reject", "not enough evidence"]
 
 
@@ -39,11 +46,13 @@ class Margins:
     min_corrections: int = 2  # held-out corrections needed to judge learning
     confidence: float = 0.95
     resamples: int = 1000
+    taught_answers: float = 0.02  # share of general replies that may newly be a taught answer
 
     @classmethod
     def from_settings(cls, settings: Any) -> Margins:
         return cls(settings.gate_chrf_margin, settings.gate_perplexity_margin, settings.gate_entity_margin,
-                   settings.gate_min_corrections, settings.gate_confidence, settings.gate_resamples)
+                   settings.gate_min_corrections, settings.gate_confidence, settings.gate_resamples,
+                   settings.gate_taught_answers_margin)
 
 
 @dataclass
@@ -131,8 +140,40 @@ def decide(candidate: dict[str, Any], active: dict[str, Any] | None, margins: Ma
         if not ok:
             fail(f"entity_copy_recall {ecr_new:.3f} is below the active model's {ecr_old:.3f} by more than "
                  f"{margins.entity_copy_recall:.3f}")
+    _taught_answers(decision, candidate, active, margins, boot)
     _corrections(decision, candidate, active, margins, boot)
     return decision
+
+
+def _taught_answers(decision: GateDecision, candidate: dict[str, Any], active: dict[str, Any], margins: Margins,
+                    boot: dict[str, Any]) -> None:
+    """The leak check: taught answers must not spread to general questions (``taught_flags``)."""
+    new, old = candidate.get("taught_flags"), active.get("taught_flags")
+    if not new or not old or len(new) != len(old):
+        return
+    mean, low, high = paired_bootstrap(new, old, **boot)
+    ok = not (mean > margins.taught_answers and low > 0)
+    decision.checks.append({"suite": "general", "metric": "taught_answer_share", "candidate": sum(new) / len(new),
+                            "active": sum(old) / len(old), "mean_difference": mean, "interval": [low, high],
+                            "margin": margins.taught_answers, "n": len(new), "passed": ok})
+    if not ok:
+        decision.verdict = REJECT
+        decision.reasons.append(
+            f"gives taught answers to general questions: {sum(new) / len(new):.1%} of replies vs the active "
+            f"model's {sum(old) / len(old):.1%} ({_pct(margins)} interval {low:+.1%} to {high:+.1%}), beyond the "
+            f"margin of {margins.taught_answers:.1%} and beyond noise")
+
+
+def taught_flags(replies: Sequence[str], references: Sequence[str], taught: Sequence[str]) -> list[float]:
+    """Per general pair, 1.0 when the reply gives one of the ``taught`` answers that its reference does not."""
+    from training.metrics import chrf
+
+    answers = sorted(set(taught))
+
+    def gives(text: str) -> set[str]:
+        return {a for a in answers if chrf([text], [a]) >= TAUGHT_MATCH}
+
+    return [1.0 if gives(reply) - gives(reference) else 0.0 for reply, reference in zip(replies, references)]
 
 
 def _corrections(decision: GateDecision, candidate: dict[str, Any], active: dict[str, Any], margins: Margins,
@@ -170,7 +211,7 @@ def _pct(margins: Margins) -> str:
 def _summary(scores: dict[str, Any]) -> dict[str, Any]:
     """The score dict without its per-pair lists (those are for the intervals, not for the registry)."""
     return {k: v for k, v in scores.items() if k not in ("sentence_chrf", "pair_nll", "correction_chrf",
-                                                         "correction_rows")}
+                                                         "correction_rows", "general_replies", "taught_flags")}
 
 
 def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: Sequence[Pair], settings: Any,
@@ -184,6 +225,7 @@ def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: S
     result = dict(report.metrics)
     result["sentence_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in report.rows]
     result["pair_nll"] = [(float(r["nll"]), int(r["tokens"])) for r in report.rows]
+    result["general_replies"] = [(r["hypothesis"], r["reference"]) for r in report.rows]
     if correction_pairs:
         rows = evaluate_model(model_dir, correction_pairs, settings, progress=progress).rows
         result["correction_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in rows]
@@ -196,13 +238,19 @@ def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: S
 
 def run_gate(candidate_dir: Path, active_dir: Path | None, eval_pairs: Sequence[Pair],
              correction_pairs: Sequence[Pair], settings: Any, progress: bool = False,
-             corrections_trained: int = 0) -> GateDecision:
-    """Score both models on the same pairs and decide; the decision keeps each held-out correction's replies."""
+             corrections_trained: int = 0, taught: Sequence[str] = ()) -> GateDecision:
+    """Score both models on the same pairs and decide; the decision keeps each held-out correction's replies.
+    ``taught``: the texts of the corrections trained on, for the leak check."""
     if not eval_pairs:
         raise ValueError("the promotion gate needs a non-empty evaluation set")
     new = score_model(candidate_dir, eval_pairs, correction_pairs, settings, progress)
     new["corrections_trained"] = corrections_trained
     old = score_model(active_dir, eval_pairs, correction_pairs, settings, progress) if active_dir else None
+    if taught:
+        for scores in (new, old or {}):
+            if "general_replies" in scores:
+                replies, references = zip(*scores["general_replies"]) if scores["general_replies"] else ((), ())
+                scores["taught_flags"] = taught_flags(replies, references, taught)
     decision = decide(new, old, Margins.from_settings(settings))
     if correction_pairs:
         decision.candidate["corrections"] = [

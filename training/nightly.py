@@ -174,7 +174,8 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
     _progress(store, job_id, phase="gate", candidate_id=candidate_id)
 
     decision = run_gate(result.model_dir, Path(active.path) if active else None, eval_pairs, heldout_corrections,
-                        settings, progress=progress, corrections_trained=counts["corrections_trained"])
+                        settings, progress=progress, corrections_trained=counts["corrections_trained"],
+                        taught=[p.reply for p in corrections])
     with store.transaction() as s:
         registry.set_metrics(s, candidate_id, {**decision.candidate, "gate": decision.to_dict()})
         if decision.accepted:

@@ -68,3 +68,5 @@ def test_one_taught_fact_is_learned_on_unseen_phrasings_without_leaking(tmp_path
     assert report["data"]["replay_pairs"] > 0
     corrections = next(c for c in report["checks"] if c["suite"] == "corrections")
     assert corrections["passed"] and corrections["interval"][0] > 0
+    leak = next(c for c in report["checks"] if c["metric"] == "taught_answer_share")  # the gate looked for it
+    assert leak["passed"] and leak["n"] == report["data"]["extra_eval_pairs"] + report["data"]["heldout_pairs"]

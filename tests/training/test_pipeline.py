@@ -13,7 +13,7 @@ from chatbot.settings import load_settings
 from chatbot.store import registry
 from chatbot.store.manager import ConversationStore
 from training.evaluate import evaluate_model
-from training.gate import Margins, decide, paired_bootstrap, run_gate
+from training.gate import Margins, decide, paired_bootstrap, run_gate, taught_flags
 from training.sources import load_pairs, split_dev
 from training.train import train
 
@@ -121,6 +121,29 @@ def test_gate_rules():
     assert decide({"chrf": None, "perplexity": None}, None, m).reasons == [
         "candidate has no chrf (empty or failed evaluation)", "candidate has no perplexity (empty or failed evaluation)"]
     assert "sentence_chrf" not in worse.candidate and "pair_nll" not in (worse.active or {})  # registry gets summaries
+
+
+def test_gate_rejects_a_candidate_that_gives_taught_answers_to_general_questions():
+    hours = "We are open from 9 am to 5 pm, Monday to Friday."
+    refs = [f"Your table at place {i} is booked." for i in range(100)] + [hours]
+    active_replies = [f"Your table at place {i} is booked." for i in range(100)] + [hours]
+    leaky_replies = [hours if i % 10 == 0 else r for i, r in enumerate(active_replies)]
+    assert taught_flags(active_replies, refs, [hours, hours]) == [0.0] * 101  # the last one was asked for
+    leaky = taught_flags(leaky_replies, refs, [hours])
+    assert sum(leaky) == 10 and leaky[-1] == 0.0
+    assert sum(taught_flags(["we are open from 9 am to 5 pm monday to friday"], ["hello"], [hours])) == 1.0
+
+    m = Margins(chrf=1.0, perplexity=0.05, entity_copy_recall=0.02, min_corrections=2, resamples=300)
+    base = [40.0 + (i * 37) % 20 for i in range(101)]
+    active = _scores(50.0, base, [20.0] * 101, corrections=[30.0, 35.0], taught_flags=[0.0] * 101)
+    candidate = _scores(50.0, base, [20.0] * 101, corrections=[90.0, 95.0], taught_flags=leaky)
+    decision = decide(candidate, active, m)
+    assert decision.verdict == "reject" and decision.reasons[0].startswith("gives taught answers")
+    check = next(c for c in decision.checks if c["metric"] == "taught_answer_share")
+    assert check["candidate"] == pytest.approx(10 / 101) and check["interval"][0] > 0
+    assert "taught_flags" not in decision.candidate
+    one = [1.0 if i == 5 else 0.0 for i in range(101)]  # one reply in a hundred: within the margin
+    assert decide(_scores(50.0, base, [20.0] * 101, corrections=[90.0, 95.0], taught_flags=one), active, m).accepted
 
 
 def test_cli_eval_json_and_csv(tmp_path, tiny_jsonl, tiny_config):
