@@ -211,11 +211,11 @@ def _pct(margins: Margins) -> str:
 def _summary(scores: dict[str, Any]) -> dict[str, Any]:
     """The score dict without its per-pair lists (those are for the intervals, not for the registry)."""
     return {k: v for k, v in scores.items() if k not in ("sentence_chrf", "pair_nll", "correction_chrf",
-                                                         "correction_rows", "general_replies", "taught_flags")}
+                                                         "correction_rows", "taught_flags")}
 
 
 def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: Sequence[Pair], settings: Any,
-                progress: bool = False) -> dict[str, Any]:
+                progress: bool = False, taught: Sequence[str] = ()) -> dict[str, Any]:
     """Serving-path metrics on the general set with per-pair sentence chrF and NLL, and sentence chrF of each
     held-out correction against the agent's text (with the replies, for the report)."""
     from training.evaluate import evaluate_model
@@ -225,7 +225,9 @@ def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: S
     result = dict(report.metrics)
     result["sentence_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in report.rows]
     result["pair_nll"] = [(float(r["nll"]), int(r["tokens"])) for r in report.rows]
-    result["general_replies"] = [(r["hypothesis"], r["reference"]) for r in report.rows]
+    if taught:
+        result["taught_flags"] = taught_flags([r["hypothesis"] for r in report.rows],
+                                              [r["reference"] for r in report.rows], taught)
     if correction_pairs:
         rows = evaluate_model(model_dir, correction_pairs, settings, progress=progress).rows
         result["correction_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in rows]
@@ -243,14 +245,9 @@ def run_gate(candidate_dir: Path, active_dir: Path | None, eval_pairs: Sequence[
     ``taught``: the texts of the corrections trained on, for the leak check."""
     if not eval_pairs:
         raise ValueError("the promotion gate needs a non-empty evaluation set")
-    new = score_model(candidate_dir, eval_pairs, correction_pairs, settings, progress)
+    new = score_model(candidate_dir, eval_pairs, correction_pairs, settings, progress, taught)
     new["corrections_trained"] = corrections_trained
-    old = score_model(active_dir, eval_pairs, correction_pairs, settings, progress) if active_dir else None
-    if taught:
-        for scores in (new, old or {}):
-            if "general_replies" in scores:
-                replies, references = zip(*scores["general_replies"]) if scores["general_replies"] else ((), ())
-                scores["taught_flags"] = taught_flags(replies, references, taught)
+    old = score_model(active_dir, eval_pairs, correction_pairs, settings, progress, taught) if active_dir else None
     decision = decide(new, old, Margins.from_settings(settings))
     if correction_pairs:
         decision.candidate["corrections"] = [

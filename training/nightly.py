@@ -270,6 +270,8 @@ def _write_report(workdir: Path, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    from chatbot.store.files import report_cell  # erasure finds the quoted rows' lines by this escaping
+
     lines = [f"# Nightly job {report['job_id']}: {report['decision']}", "",
              f"- started: {report['started_at']}", f"- new data since: {report['since'] or 'beginning'}",
              f"- mode: {'full retrain' if report['full'] else 'fine-tune of the active model'}",
@@ -297,16 +299,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if learned:
         lines += ["", "## Held-out agent corrections", "", "| customer | agent wrote | active model | candidate |",
                   "|---|---|---|---|"]
-        lines += [f"| {_md(r['customer'])} | {_md(r['agent'])} | {_md(r.get('active_reply') or '')} | {_md(r['reply'])} |"
-                  for r in learned]
+        lines += [f"| {report_cell(r['customer'])} | {report_cell(r['agent'])} | "
+                  f"{report_cell(r.get('active_reply') or '')} | {report_cell(r['reply'])} |" for r in learned]
     if report.get("reasons"):
         lines += ["", "## Why it was not promoted", ""] + [f"- {r}" for r in report["reasons"]]
     return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    """A table cell of someone's words: no pipes or newlines that would break the table."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _cell(v: Any) -> str:

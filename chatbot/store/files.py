@@ -64,25 +64,26 @@ def erase_from_files(session: Session, wanted_hash: str, conversation_ids: set[i
     return done
 
 
-def scrub_rows(value: Any, conversation_ids: set[int]) -> tuple[Any, int]:
-    """``value`` (parsed JSON) without the rows (dicts in lists) that quote one of the conversations."""
+def scrub_rows(value: Any, conversation_ids: set[int]) -> tuple[Any, list[dict[str, Any]]]:
+    """``value`` (parsed JSON) without the rows (dicts in lists) that quote one of the conversations, and
+    those rows."""
     if isinstance(value, dict):
-        out, removed = {}, 0
+        out, removed = {}, []
         for key, item in value.items():
-            out[key], n = scrub_rows(item, conversation_ids)
-            removed += n
+            out[key], rows = scrub_rows(item, conversation_ids)
+            removed += rows
         return out, removed
     if isinstance(value, list):
-        out_list, removed = [], 0
+        out_list, removed = [], []
         for item in value:
             if isinstance(item, dict) and item.get("conversation_id") in conversation_ids:
-                removed += 1
+                removed.append(item)
                 continue
-            kept, n = scrub_rows(item, conversation_ids)
+            kept, rows = scrub_rows(item, conversation_ids)
             out_list.append(kept)
-            removed += n
+            removed += rows
         return out_list, removed
-    return value, 0
+    return value, []
 
 
 def erase_quoted_rows(session: Session, conversation_ids: set[int]) -> int:
@@ -96,13 +97,13 @@ def erase_quoted_rows(session: Session, conversation_ids: set[int]) -> int:
         scrubbed, removed = scrub_rows(getattr(row, attr), conversation_ids)
         if removed:
             setattr(row, attr, scrubbed)  # a new object: the JSON column sees the change
-            total += removed
+            total += len(removed)
     return total
 
 
 def _scrub_report_files(workdir: Path, conversation_ids: set[int]) -> int:
     """A nightly report quotes held-out corrections: drop the customer's rows from report.json, and from
-    report.md the table lines that render them (same escaping as the nightly's ``_md``)."""
+    report.md the table lines that render them (``report_cell``)."""
     report_json = workdir / "report.json"
     if not report_json.is_file():
         return 0
@@ -110,30 +111,22 @@ def _scrub_report_files(workdir: Path, conversation_ids: set[int]) -> int:
         report = json.loads(report_json.read_text(encoding="utf-8"))
     except ValueError:
         return 0
-    gone = _quoted_rows(report, conversation_ids)
     scrubbed, removed = scrub_rows(report, conversation_ids)
     if not removed:
         return 0
     _write_private(report_json, json.dumps(scrubbed, indent=2, default=str))
     report_md = workdir / "report.md"
     if report_md.is_file():
-        starts = tuple(f"| {_md_cell(r.get('customer', ''))} | {_md_cell(r.get('agent', ''))} |" for r in gone)
+        starts = tuple(f"| {report_cell(r.get('customer', ''))} | {report_cell(r.get('agent', ''))} |"
+                       for r in removed)
         lines = report_md.read_text(encoding="utf-8").splitlines(keepends=True)
         _write_private(report_md, "".join(line for line in lines if not line.startswith(starts)))
-    return removed
+    return len(removed)
 
 
-def _quoted_rows(value: Any, conversation_ids: set[int]) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        return [r for item in value.values() for r in _quoted_rows(item, conversation_ids)]
-    if isinstance(value, list):
-        return [r for item in value for r in (
-            [item] if isinstance(item, dict) and item.get("conversation_id") in conversation_ids
-            else _quoted_rows(item, conversation_ids))]
-    return []
-
-
-def _md_cell(text: str) -> str:
+def report_cell(text: str) -> str:
+    """A Markdown table cell of someone's words (no pipes or newlines that would break the table): the
+    nightly report renders its quoted rows with it, and erasure finds those lines by it."""
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
