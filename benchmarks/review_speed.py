@@ -255,6 +255,9 @@ def main() -> None:
         for r in reports:
             print(f"| {r['console']} | {r['median_clicks']} | {r['median_keys']} | {r['median_seconds']:.2f} | "
                   f"{r['median_on_screen_s']:.2f} |")
+        before, after = reports
+        print(f"\n{after['console']} vs {before['console']}: x{after['median_seconds'] / before['median_seconds']:.2f} "
+              f"the seconds, {after['median_clicks']} vs {before['median_clicks']} clicks")
 
 
 if __name__ == "__main__":
