@@ -2,6 +2,7 @@
 
     python benchmarks/learning.py --model chatbot/shipped/demo --k 1 3 10            # the shipped model
     python benchmarks/learning.py --model DIR --k 1 --replay-data jsonl:base.jsonl   # any base model
+    python benchmarks/learning.py --replay-data --replay-recipe training/recipes/shipped.toml  # its whole mix
 
 For each K, in a fresh data directory: the base model is registered and promoted, a real `chatbot serve` starts,
 and for each of K facts (opening hours, return policy, ...) scripted customers ask it in ``--taught`` phrasings,
@@ -285,6 +286,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 10], choices=range(1, len(FACTS) + 1))
     parser.add_argument("--taught", type=int, default=8, help="phrasings answered by agents per fact (max 8)")
     parser.add_argument("--replay-data", nargs="*", default=[f"sgd:{SGD / 'train'}"])
+    parser.add_argument("--replay-recipe", type=Path, help="also replay this recipe's data mix by its weights "
+                        "(CHATBOT_NIGHTLY_REPLAY_RECIPE), e.g. training/recipes/shipped.toml for the shipped model")
     parser.add_argument("--eval-data", nargs="*", default=[f"sgd:{SGD / 'dev'}"])
     parser.add_argument("--eval-limit", type=int, default=300)
     parser.add_argument("--match", type=float, default=60.0, help="chrF against the answer that counts as giving it")
@@ -293,7 +296,9 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="chatbot-learning-"))
     results = [run_k(k, args.model, work, replay_data=args.replay_data, eval_data=args.eval_data,
-                     eval_limit=args.eval_limit, taught=args.taught, match=args.match) for k in args.k]
+                     eval_limit=args.eval_limit, taught=args.taught, match=args.match,
+                     extra_env={"CHATBOT_NIGHTLY_REPLAY_RECIPE": str(args.replay_recipe.resolve())}
+                     if args.replay_recipe else None) for k in args.k]
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:

@@ -145,18 +145,29 @@ class Settings(BaseSettings):
     nightly_max_minutes: float = Field(15.0, gt=0)
     nightly_train_config: Path | None = Field(None, description="Training config TOML for nightly runs "
                                               "(TrainConfig fields over the nightly defaults).")
-    nightly_steps: int = Field(200, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
+    nightly_steps: int = Field(500, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
                                "ends there; warmup is a tenth of them).")
-    nightly_lr: float = Field(3e-4, gt=0, description="Peak learning rate of a nightly fine-tune (1e-3 learned "
-                              "more but raised general perplexity beyond the gate's margin; benchmarks/learning.py).")
+    nightly_lr: float = Field(5e-4, gt=0, description="Peak learning rate of a nightly fine-tune (3e-4 learned "
+                              "1 of 10 taught facts; 1e-3 raised general perplexity x1.08 beyond the gate's margin "
+                              "when replaying the shipped model's whole data mix; benchmarks/learning.py).")
     nightly_replay_ratio: float = Field(4.0, ge=0, description="Earlier training pairs replayed per new pair, "
                                         "so learning what agents taught does not forget the rest.")
-    nightly_replay_min: int = Field(2000, ge=0, description="Replayed pairs at least (as many as there are): a "
-                                    "few corrections times the ratio is too small a rehearsal for a whole fine-tune.")
+    nightly_replay_min: int = Field(2000, ge=0, description="Replayed pairs at least (as many as there are). "
+                                    "The sample is also sized to fill the fine-tune's steps without repeating a "
+                                    "pair: rehearsing the same pairs for epochs raises general perplexity.")
     nightly_replay_data: list[str] = Field(default_factory=list, description="--data specs the replay sample "
                                            "also draws from (e.g. the corpora the active model was trained on).")
-    nightly_correction_repeat: int = Field(10, ge=1, description="Times each agent correction is repeated in "
+    nightly_replay_recipe: Path | None = Field(None, description="A training recipe (TOML with [[data]] tables, "
+                                               "e.g. the active model's training/recipes/shipped.toml) whose "
+                                               "training part the replay sample also draws from, each source by "
+                                               "its weight; spec paths are relative to where the job runs.")
+    nightly_correction_repeat: int = Field(40, ge=1, description="Times each agent correction is repeated in "
                                            "a nightly training set (on top of the export's weight).")
+    nightly_new_words: int = Field(500, ge=0, description="Words a fine-tune may add to its base model's "
+                                   "vocabulary (those the new training data uses and the model lacks; 0 keeps "
+                                   "the vocabulary): what agents teach is often in words the model never had.")
+    nightly_new_word_conversations: int = Field(2, ge=1, description="Distinct conversations that must use a "
+                                                "word before it is added (one customer's rare word is not).")
     nightly_correction_holdout: float = Field(0.25, gt=0, lt=1, description="Share of corrected conversations "
                                               "held out of training for the gate (every k-th in hash order).")
     nightly_stale_lock_s: float = Field(600.0, gt=0, description="A nightly job without a heartbeat "

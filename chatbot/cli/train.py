@@ -71,6 +71,10 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune: start from this model "
                                              "directory's weights and vocabulary instead of a new model."),
+    new_words: int = typer.Option(0, "--new-words", min=0, help="With --init-from: add up to N words the data "
+                                  "uses that the model's vocabulary lacks (training/vocab_growth.py)."),
+    new_word_conversations: int = typer.Option(2, "--new-word-conversations", min=1, help="Distinct "
+                                               "conversations that must use a word before --new-words adds it."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a seq2seq model on one or more data sources (--data, or the recipe's weighted data mix)."""
@@ -95,6 +99,15 @@ def train_cmd(
         manifest.update(train_pairs=len(train_pairs), dev_pairs=len(dev_pairs),
                         weights={s.spec: s.weight for s in sources})
         typer.echo(f"{len(train_pairs)} training pairs, {len(dev_pairs)} dev pairs", err=True)
+        if new_words and init_from is None:
+            raise CliError("--new-words grows the vocabulary of the --init-from model; pass --init-from")
+        if new_words and not resume:  # a resumed run continues from its own saved vocabulary
+            from training.vocab_growth import grow_checkpoint
+
+            init_from, added = grow_checkpoint(init_from, train_pairs, out / "base", limit=new_words,
+                                               min_conversations=new_word_conversations)
+            manifest["words_added"] = added
+            typer.echo(f"{added} words added to the vocabulary of the --init-from model", err=True)
         try:
             result = train(train_pairs, dev_pairs, out, cfg, resume=resume, max_minutes=max_minutes,
                            init_from=init_from, threads=settings.torch_threads, decoding=decoding_of(settings), manifest=manifest,

@@ -8,8 +8,8 @@ from chatbot.model.checkpoint import save_checkpoint
 from chatbot.model.seq2seq import Seq2Seq, Seq2SeqConfig
 from chatbot.settings import load_settings
 from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
-from training.nightly import _window, held_out_corrections, replay_sample
-from training.sources import Pair
+from training.nightly import NightlyError, _window, held_out_corrections, replay_corpora, replay_sample, replay_size
+from training.sources import Pair, is_dev, load_pairs
 
 
 def _pair(conversation: str, question: str, answer: str, kind: str = "agent", seq: int = 2) -> Pair:
@@ -39,6 +39,43 @@ def test_replay_is_a_fixed_sample_without_answers_agents_corrected():
     assert replay_sample(earlier, corpus, 60, seed=7, corrected=corrected) == sample
     assert len(replay_sample(earlier, corpus, 500, seed=7)) == 100  # as many as there are
     assert replay_sample(earlier, [], 0, seed=7) == [] and replay_sample([], [], 10, seed=7) == []
+
+
+def test_the_replay_fills_a_fine_tunes_steps_without_rehearsing_a_pair_twice(tmp_path, tiny_config):
+    from training.train import train
+
+    settings = load_settings(data_dir=tmp_path, nightly_replay_ratio=4, nightly_replay_min=10)
+    cfg = tiny_config.model_copy(update={"epochs": 1000, "max_steps": 30, "eval_every": 1000})
+    assert replay_size(50, settings, cfg) == 30 * 16 - 50  # the step budget, not 4 x 50
+    assert replay_size(500, settings, cfg) == 2000  # the ratio when it asks for more
+    assert replay_size(1, load_settings(data_dir=tmp_path, nightly_replay_min=5000), cfg) == 5000
+    assert replay_size(10, settings, cfg.model_copy(update={"max_steps": None})) == 40  # no budget: the ratio
+
+    new = [_pair(f"db:n{i}", f"new question {i}", "new answer", "corrected") for i in range(20)]
+    corpus = [_pair(f"sgd:{i}", f"corpus question {i}", f"reply {i}") for i in range(2000)]
+    replay = replay_sample([], corpus, replay_size(len(new), settings, cfg), seed=1)
+    result = train(new + replay, [], tmp_path / "run", cfg, progress=False)
+    assert result.steps == 30 and result.epochs_done <= 1.0  # every step drew pairs it had not trained on
+
+
+def test_the_replay_draws_from_a_recipes_training_mix_by_its_weights(tmp_path, tiny_jsonl):
+    import pytest
+
+    from .conftest import make_conversations, write_jsonl
+
+    small_talk = write_jsonl(tmp_path / "small.jsonl", make_conversations(10, seed=5))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f'dev_fraction = 0.2\n[[data]]\nspec = "jsonl:{tiny_jsonl}"\n'
+                      f'[[data]]\nspec = "jsonl:{small_talk}"\nweight = 3.0\n')
+    settings = load_settings(data_dir=tmp_path, nightly_replay_recipe=recipe, nightly_replay_data=[f"jsonl:{tiny_jsonl}"])
+    pairs = replay_corpora(settings, 6)
+    by_source = Counter(p.conversation.split("-")[0] for p in pairs)  # conversation ids c<seed>-<i>
+    train_part = lambda path: [p for p in load_pairs([f"jsonl:{path}"], 6) if not is_dev(p, 0.2)]
+    assert by_source["jsonl:c1"] == 120 + len(train_part(tiny_jsonl))  # the spec whole, the recipe's train part
+    assert by_source["jsonl:c5"] == 3 * len(train_part(small_talk)) > 0  # weighted up three times
+    recipe.write_text("lr = 0.001\n")
+    with pytest.raises(NightlyError, match="no \\[\\[data\\]\\] tables"):
+        replay_corpora(settings, 6)
 
 
 def test_a_fine_tune_keeps_its_base_models_context_window(tmp_path):

@@ -1,0 +1,116 @@
+"""A fine-tune grows its base model's vocabulary with the words its new data uses (training/vocab_growth.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from chatbot.model.batch import collate
+from chatbot.model.checkpoint import load_checkpoint
+from chatbot.model.seq2seq import Seq2Seq, Seq2SeqConfig
+from chatbot.service.generator import ReplyGenerator
+from chatbot.text.vocab import SPECIAL_TOKENS, UNK_ID, Vocab
+from training.dataset import encode_pairs
+from training.sources import Pair, load_pairs
+from training.train import train
+from training.vocab_growth import grow_checkpoint, grow_vocabulary, new_words
+
+WORDS = ["i", "want", "a", "flight", "to", "paris", "ok", "."]
+
+
+def _pair(conversation: str, question: str, answer: str) -> Pair:
+    return Pair((("customer", question),), answer, conversation=conversation)
+
+
+def test_new_words_are_the_missing_ones_enough_conversations_use():
+    vocab = Vocab([*SPECIAL_TOKENS, *WORDS])
+    pairs = [_pair("c1", "a refund to paris", "ok . refund"), _pair("c1", "refund refund", "ok"),  # one customer
+             _pair("c2", "a refund please", "ok ."), _pair("c3", "gift please", "gift ."),
+             _pair("c4", "gift card", "ok"), _pair("c5", "please", "zebra")]
+    assert new_words(pairs, vocab, min_conversations=2, limit=10) == ["please", "gift", "refund"]
+    assert new_words(pairs, vocab, min_conversations=3, limit=10) == ["please"]
+    assert new_words(pairs, vocab, min_conversations=1, limit=2) == ["please", "gift"]
+    assert new_words(pairs, Vocab([*SPECIAL_TOKENS, *WORDS, "please", "gift", "refund", "card", "zebra"]),
+                     min_conversations=1, limit=10) == []
+
+
+def test_the_grown_model_gives_every_old_word_the_probability_it_had():
+    torch.manual_seed(0)
+    vocab = Vocab([*SPECIAL_TOKENS, *WORDS])
+    model = Seq2Seq(Seq2SeqConfig(vocab_size=len(vocab), emb_dim=16, hidden=24, copy=True)).eval()
+    with torch.no_grad():
+        model.out_bias.normal_()  # a trained model's biases are not all zero
+    grown, grown_vocab = grow_vocabulary(model, vocab, ["refund", "gift"])
+    assert grown_vocab.tokens[-2:] == ["refund", "gift"] and grown.config.vocab_size == len(vocab) + 2
+
+    pairs = [_pair("c", "i want a flight to paris", "ok , a flight to paris ."), _pair("d", "to paris", "ok .")]
+    batch = collate(encode_pairs(pairs, vocab, 6, 50, 20), vocab)
+    old = model.sequence_log_probs(batch)
+    new = grown.sequence_log_probs(collate(encode_pairs(pairs, grown_vocab, 6, 50, 20), grown_vocab))
+    unk = batch.tgt_out == UNK_ID  # "," is unknown to both
+    assert int(unk.sum()) == 1
+    assert torch.allclose(old[~unk], new[~unk], atol=1e-5)  # every other word scores as before
+    assert torch.allclose(new[unk], old[unk] - math.log(3), atol=1e-5)  # <unk> shares with the 2 new words
+
+    hidden = torch.randn(3, 24)
+    with torch.no_grad():
+        p_old, p_new = model._logits(hidden).softmax(-1), grown._logits(hidden).softmax(-1)
+    old_words = torch.arange(len(vocab)) != UNK_ID
+    assert torch.allclose(p_old[:, old_words], p_new[:, : len(vocab)][:, old_words], atol=1e-6)
+    assert torch.allclose(p_old[:, UNK_ID], p_new[:, [UNK_ID, -2, -1]].sum(-1), atol=1e-6)  # <unk>'s share
+    assert math.isclose(float(p_new[0, -1]), float(p_new[0, UNK_ID]), rel_tol=1e-5)
+
+
+def test_a_fine_tune_writes_a_word_its_base_model_never_had(tmp_path: Path, tiny_jsonl: Path, tiny_config):
+    base = train(load_pairs([f"jsonl:{tiny_jsonl}"], 6), [], tmp_path / "base", tiny_config, progress=False)
+    assert load_checkpoint(base.model_dir).vocab.index("refund") == UNK_ID
+    taught = [_pair(f"db:{i}", question, "you get a full refund .")
+              for i, question in enumerate(["money back ?", "can i get my money back ?", "i want my money back"])]
+    cfg = tiny_config.model_copy(update={"epochs": 60, "lr": 1e-2})
+
+    def fine_tune(init: Path, out: str) -> str:
+        result = train(taught * 4, [], tmp_path / out, cfg, init_from=init, progress=False)
+        generator = ReplyGenerator.from_checkpoint(result.model_dir, num_beams=2, max_new_tokens=12)
+        return generator.generate([[("customer", "money back ?")]], language="en")[0].text
+
+    grown, added = grow_checkpoint(base.model_dir, taught, tmp_path / "grown", limit=100, min_conversations=2)
+    assert grown == tmp_path / "grown" and added == 7
+    assert set(load_checkpoint(grown).vocab.tokens[-7:]) == {"money", "back", "get", "full", "refund", "?", "my"}
+    assert "refund" in fine_tune(grown, "with-growth")
+    assert "refund" not in fine_tune(base.model_dir, "without")  # <unk> is never written, nor copied from here
+    assert grow_checkpoint(grown, taught, tmp_path / "again", limit=100, min_conversations=2) == (grown, 0)  # nothing left to add
+
+
+def test_chatbot_train_init_from_grows_the_vocabulary_when_asked(tmp_path: Path, tiny_jsonl: Path, tiny_config):
+    import os
+    import subprocess
+
+    from .conftest import write_jsonl
+    from .test_train import TINY_TOML
+
+    base = train(load_pairs([f"jsonl:{tiny_jsonl}"], 6), [], tmp_path / "base", tiny_config, progress=False)
+    rows = [{"id": f"r{i}", "language": "en", "messages": [{"role": "customer", "text": "money back ?"},
+                                                          {"role": "agent", "text": "a full refund ."}]}
+            for i in range(12)]
+    data = write_jsonl(tmp_path / "refunds.jsonl", rows)
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML.format(epochs=2, ckpt=60))
+    env = {**os.environ, "CHATBOT_TORCH_THREADS": "1", "CHATBOT_DATA_DIR": str(tmp_path / "data")}
+
+    def chatbot(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["chatbot", "train", "--data", f"jsonl:{data}", "--config", str(config), *args],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    done = chatbot("--out", str(tmp_path / "grown"), "--init-from", str(base.model_dir), "--new-words", "3")
+    assert done.returncode == 0, done.stderr
+    grown = load_checkpoint(tmp_path / "grown" / "model")
+    assert len(grown.vocab) == len(load_checkpoint(base.model_dir).vocab) + 3  # the limit, of 5 missing words
+    assert grown.vocab.tokens[-3:] == ["?", "back", "full"]  # as widely used as money, refund: alphabetical
+    assert grown.config["manifest"]["words_added"] == 3
+    kept = chatbot("--out", str(tmp_path / "kept"), "--init-from", str(base.model_dir))  # the default: as it was
+    assert kept.returncode == 0 and load_checkpoint(tmp_path / "kept" / "model").vocab.index("refund") == UNK_ID
+    refused = chatbot("--out", str(tmp_path / "new"), "--new-words", "3")
+    assert refused.returncode != 0 and "pass --init-from" in refused.stderr
+    assert not (tmp_path / "new" / "model").exists()  # refused before training
