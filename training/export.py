@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,9 +47,10 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from chatbot.files import open_private, private_dir, write_private_text
+from chatbot.store.facts import fact_texts
 from chatbot.store.models import Conversation, Message, Review, SuggestionUse, User, utcnow
 from chatbot.store.retention import customer_hash
-from chatbot.text.redact import redact
+from chatbot.text.redact import apply_spans, find_pii, redact
 from training.slots import slot_values
 
 CORRECTION_WEIGHT = 2.0
@@ -125,6 +126,7 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 def _conversation_pairs(session: Session, options: ExportOptions) -> Iterator[tuple[Conversation, list[dict[str, Any]]]]:
     """Conversations a page at a time (keyset on id), each with its pairs: memory stays bounded."""
+    public = fact_texts(session) if options.redact else []
     last_id = 0
     while True:
         query = select(Conversation).where(Conversation.id > last_id).order_by(Conversation.id).limit(PAGE)
@@ -150,7 +152,7 @@ def _conversation_pairs(session: Session, options: ExportOptions) -> Iterator[tu
         for conversation in page:
             known = _known_values(conversation, names.get(conversation.customer_id))
             yield conversation, list(_pairs(conversation, messages[conversation.id], corrections, options, known,
-                                            suggestions))
+                                            suggestions, public))
         session.expunge_all()
 
 
@@ -203,11 +205,23 @@ def _suggestions(session: Session, conversation_ids: list[int]) -> dict[int, dic
             for message_id, outcome, source, rank in session.execute(query).tuples()}
 
 
+def redact_except_public(text: str, language: str, known: Any, public: Sequence[str]) -> str:
+    """Staff text redacted, except the details the company has published (its company facts: phone number,
+    address): an agent teaching "call us at 555-0199" must not teach the bot "call us at <PHONE>"."""
+    spans = find_pii(text, language, known)
+    return apply_spans(text, [s for s in spans if not any(text[s.start:s.end] in fact for fact in public)])
+
+
 def _pairs(conversation: Conversation, messages: list[Message], corrections: dict[int, str],
            options: ExportOptions, known: dict[str, str],
-           suggestions: dict[int, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
-    def clean(text: str) -> str:
-        return redact(text, conversation.language, known) if options.redact else text
+           suggestions: dict[int, dict[str, Any]] | None = None, public: Sequence[str] = ()
+           ) -> Iterator[dict[str, Any]]:
+    def clean(text: str, role: str) -> str:
+        if not options.redact:
+            return text
+        if role == "customer":
+            return redact(text, conversation.language, known)
+        return redact_except_public(text, conversation.language, known, public)
 
     context: list[dict[str, str]] = []
     for message in messages:
@@ -222,9 +236,9 @@ def _pairs(conversation: Conversation, messages: list[Message], corrections: dic
                 kind = "approved"
             elif state == "edited" and message.id in corrections:
                 text, kind = corrections[message.id], "corrected"
-        shown = clean(message.text)
+        shown = clean(message.text, message.role)
         if kind is not None and context:
-            response = shown if text is message.text else clean(text)
+            response = shown if text is message.text else clean(text, message.role)
             # SGD slot values of an agent turn, for entity-copy recall; a value redaction removed stays out.
             values = slot_values(message.text, message.meta) if kind == "agent" else ()
             yield {

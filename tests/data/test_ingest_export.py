@@ -116,6 +116,34 @@ def test_export_pairs_learns_only_from_checked_replies(store, tmp_path: Path) ->
     assert json.loads(manifest_path(out).read_text())["conversation_ids_sha256"] == manifest["conversation_ids_sha256"]
 
 
+def test_export_keeps_the_company_details_agents_teach_and_redacts_the_customers(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from chatbot.store import conversations as repo
+    from chatbot.store.facts import add_fact
+
+    with store.transaction() as session:
+        conversation = repo.start_conversation(session, source="live", external_id="live-phone")
+        repo.append_message(session, conversation.id, "customer", "What is your number? Mine is 555-0142.")
+        bot = repo.append_message(session, conversation.id, "bot", "I cannot help with that.")
+        session.add(Review(message_id=bot.id, action="edit", original_text=bot.text,
+                           corrected_text="Call our support team at 555-0199, or visit us at 12 Oak Street."))
+        bot.review_state = "edited"
+    out = tmp_path / "pairs.jsonl"
+
+    def exported() -> dict:
+        with store.transaction(read_only=True) as session:
+            export_pairs(session, out, ExportOptions(source="live"))
+        return json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+
+    before = exported()  # nothing published: the agent's details are redacted like anyone's
+    assert "555-0199" not in before["response"] and "<PHONE>" in before["response"]
+    with store.transaction() as session:
+        add_fact(session, "Contact", "Phone 555-0199. Our store: 12 Oak Street, next to the station.")
+    pair = exported()
+    assert pair["kind"] == "corrected"
+    assert pair["response"] == "Call our support team at 555-0199, or visit us at 12 Oak Street."
+    assert pair["context"][0]["text"] == "What is your number? Mine is <PHONE>."  # the customer's stays out
+
+
 def test_export_filters_and_no_redact(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _import(store, "abcd", FIXTURES / "abcd.json")
     _import(store, "csv", FIXTURES / "conversations.csv")
