@@ -50,7 +50,7 @@ from chatbot.files import open_private, private_dir, write_private_text
 from chatbot.store.facts import fact_texts
 from chatbot.store.models import Conversation, Message, Review, SuggestionUse, User, utcnow
 from chatbot.store.retention import customer_hash
-from chatbot.text.redact import apply_spans, find_pii, redact
+from chatbot.text.redact import redact
 from training.slots import slot_values
 
 CORRECTION_WEIGHT = 2.0
@@ -205,23 +205,15 @@ def _suggestions(session: Session, conversation_ids: list[int]) -> dict[int, dic
             for message_id, outcome, source, rank in session.execute(query).tuples()}
 
 
-def redact_except_public(text: str, language: str, known: Any, public: Sequence[str]) -> str:
-    """Staff text redacted, except the details the company has published (its company facts: phone number,
-    address): an agent teaching "call us at 555-0199" must not teach the bot "call us at <PHONE>"."""
-    spans = find_pii(text, language, known)
-    return apply_spans(text, [s for s in spans if not any(text[s.start:s.end] in fact for fact in public)])
-
-
 def _pairs(conversation: Conversation, messages: list[Message], corrections: dict[int, str],
            options: ExportOptions, known: dict[str, str],
            suggestions: dict[int, dict[str, Any]] | None = None, public: Sequence[str] = ()
            ) -> Iterator[dict[str, Any]]:
     def clean(text: str, role: str) -> str:
-        if not options.redact:
-            return text
-        if role == "customer":
-            return redact(text, conversation.language, known)
-        return redact_except_public(text, conversation.language, known, public)
+        # Staff text keeps what the company published (company facts): an agent teaching "call us at
+        # 555-0199" must not teach the bot "call us at <PHONE>". A customer's text keeps nothing.
+        keep = () if role == "customer" else public
+        return redact(text, conversation.language, known, keep) if options.redact else text
 
     context: list[dict[str, str]] = []
     for message in messages:

@@ -133,8 +133,9 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
     extra_eval = [p for spec in settings.nightly_eval_data
                   for p in load_pairs([spec], cfg.max_turns)[: settings.nightly_eval_limit]]
     new_keys = {_key(p) for p in new_pairs}
+    train_part = [p for p in all_pairs if _key(p) not in held and not is_dev(p, cfg.dev_fraction)]
     replay = [] if full else replay_sample(
-        [p for p in all_pairs if _key(p) not in new_keys and _key(p) not in held and not is_dev(p, cfg.dev_fraction)],
+        [p for p in train_part if _key(p) not in new_keys],
         replay_corpora(settings, cfg.max_turns),
         replay_size(len(new_train), settings, cfg), seed=job_id,
         corrected=[p for p in all_pairs if p.meta.get("kind") == "corrected"])
@@ -159,8 +160,7 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
         from training.vocab_growth import grow_checkpoint
 
         base, report["data"]["words_added"] = grow_checkpoint(
-            base, [p for p in all_pairs if _key(p) not in held and not is_dev(p, cfg.dev_fraction)],
-            workdir / "base", limit=settings.nightly_new_words,
+            base, train_part, workdir / "base", limit=settings.nightly_new_words,
             min_conversations=settings.nightly_new_word_conversations)
     train_dir = workdir / "train"
     _progress(store, job_id, phase="train")
@@ -273,7 +273,7 @@ def replay_corpora(settings: Settings, max_turns: int) -> list[Pair]:
 
 def replay_sample(earlier: Sequence[Pair], extra: Sequence[Pair], size: int, seed: int,
                   corrected: Sequence[Pair] = ()) -> list[Pair]:
-    """``size`` pairs of earlier training data (the store's older pairs and ``nightly_replay_data``), drawn
+    """``size`` pairs of earlier training data (the store's older pairs and ``replay_corpora``), drawn
     without replacement, so a fine-tune on a few new pairs keeps rehearsing what the model already knew.
 
     Pairs answering a question an agent corrected (the same last customer message) are left out: replaying

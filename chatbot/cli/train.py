@@ -86,6 +86,8 @@ def train_cmd(
         cfg = TrainConfig.from_toml(config)
         if init_from is not None and not (init_from / "config.json").is_file():
             raise CliError(f"--init-from {init_from}: not a model directory (no config.json)")
+        if new_words and init_from is None:
+            raise CliError("--new-words grows the vocabulary of the --init-from model; pass --init-from")
         sources = [Source(spec) for spec in data] or [Source(e.spec, e.weight) for e in cfg.data]
         if not sources:
             raise CliError("no training data: pass --data SPEC or a --config recipe with [[data]] tables")
@@ -99,8 +101,6 @@ def train_cmd(
         manifest.update(train_pairs=len(train_pairs), dev_pairs=len(dev_pairs),
                         weights={s.spec: s.weight for s in sources})
         typer.echo(f"{len(train_pairs)} training pairs, {len(dev_pairs)} dev pairs", err=True)
-        if new_words and init_from is None:
-            raise CliError("--new-words grows the vocabulary of the --init-from model; pass --init-from")
         if new_words and not resume:  # a resumed run continues from its own saved vocabulary
             from training.vocab_growth import grow_checkpoint
 

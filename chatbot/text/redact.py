@@ -24,7 +24,7 @@ is never stored, even in data that is kept unredacted.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -131,9 +131,11 @@ _RANK = {"CARD": 0, "EMAIL": 1, "KNOWN": 2, "PII": 3, "ACCOUNT": 4, "PHONE": 5, 
          "NAME": 9}
 
 
-def redact(text: str, language: str = "en", known: Known = ()) -> str:
-    """``text`` with every PII span replaced by its placeholder (``<EMAIL>``, ``<PHONE>``, ...)."""
-    return apply_spans(text, find_pii(text, language, known))
+def redact(text: str, language: str = "en", known: Known = (), keep: Sequence[str] = ()) -> str:
+    """``text`` with every PII span replaced by its placeholder (``<EMAIL>``, ``<PHONE>``, ...), except spans
+    that occur in one of the ``keep`` texts (details the company published: its phone number, address)."""
+    spans = find_pii(text, language, known)
+    return apply_spans(text, [s for s in spans if not any(text[s.start:s.end] in kept for kept in keep)])
 
 
 def apply_spans(text: str, spans: list[PiiSpan]) -> str:

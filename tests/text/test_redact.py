@@ -44,6 +44,13 @@ def test_known_values_from_the_conversation() -> None:
     assert redact("write to a@b.co or bob", known=["a@b.co", "bob"]) == "write to <EMAIL> or <PII>"
 
 
+def test_published_details_are_kept_and_nothing_else() -> None:
+    text = "Call us at 555-0199 or mail help@shop.example; yours is 555-0142."
+    facts = ["Contact\nPhone 555-0199, email help@shop.example"]
+    assert redact(text, keep=facts) == "Call us at 555-0199 or mail help@shop.example; yours is <PHONE>."
+    assert redact(text) == "Call us at <PHONE> or mail <EMAIL>; yours is <PHONE>."
+
+
 def test_card_mask_and_luhn() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert mask_card_numbers("pay 4111-1111-1111-1111 now") == "pay <CARD> now"
