@@ -186,6 +186,22 @@ class Server:
             self.proc.kill()
 
 
+def publish_facts(facts: tuple[Fact, ...], data_dir: Path) -> None:
+    """The answers as company facts (what an admin keeps in `/admin`): the export then keeps the phone number
+    and address agents write instead of redacting them, as it does for any company that lists its details."""
+    from chatbot.settings import load_settings
+    from chatbot.store import ConversationStore
+    from chatbot.store.facts import add_fact
+
+    store = ConversationStore(load_settings(data_dir=data_dir))
+    try:
+        with store.transaction() as session:
+            for i, fact in enumerate(facts):
+                add_fact(session, f"fact {i + 1}", fact.answer)
+    finally:
+        store.close()
+
+
 def chatbot(env: dict[str, str], *args: str, timeout: float = 1800) -> str:
     done = subprocess.run(["chatbot", *args], env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
@@ -218,6 +234,7 @@ def run_k(k: int, base_model: Path, work: Path, *, replay_data: list[str], eval_
     base = json.loads(chatbot(env, "models", "register", str(base_model), "--name", "base", "--json"))
     chatbot(env, "models", "promote", str(base["id"]))
     chatbot(env, "users", "add", "teacher", "--role", "agent", "--password", PASSWORD)
+    publish_facts(facts, data_dir)
     server = Server(env)
     try:
         def shares(replies: dict[str, str]) -> tuple[float, float, int]:

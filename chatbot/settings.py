@@ -147,7 +147,7 @@ class Settings(BaseSettings):
                                               "(TrainConfig fields over the nightly defaults).")
     nightly_steps: int = Field(500, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
                                "ends there; warmup is a tenth of them).")
-    nightly_lr: float = Field(5e-4, gt=0, description="Peak learning rate of a nightly fine-tune (3e-4 learned "
+    nightly_lr: float = Field(7e-4, gt=0, description="Peak learning rate of a nightly fine-tune (3e-4 learned "
                               "1 of 10 taught facts; 1e-3 raised general perplexity x1.08 beyond the gate's margin "
                               "when replaying the shipped model's whole data mix; benchmarks/learning.py).")
     nightly_replay_ratio: float = Field(4.0, ge=0, description="Earlier training pairs replayed per new pair, "
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
                                                "e.g. the active model's training/recipes/shipped.toml) whose "
                                                "training part the replay sample also draws from, each source by "
                                                "its weight; spec paths are relative to where the job runs.")
-    nightly_correction_repeat: int = Field(40, ge=1, description="Times each agent correction is repeated in "
+    nightly_correction_repeat: int = Field(80, ge=1, description="Times each agent correction is repeated in "
                                            "a nightly training set (on top of the export's weight).")
     nightly_new_words: int = Field(500, ge=0, description="Words a fine-tune may add to its base model's "
                                    "vocabulary (those the new training data uses and the model lacks; 0 keeps "
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     nightly_new_word_conversations: int = Field(2, ge=1, description="Distinct conversations that must use a "
                                                 "word before it is added (one customer's rare word is not).")
     nightly_correction_holdout: float = Field(0.25, gt=0, lt=1, description="Share of corrected conversations "
-                                              "held out of training for the gate (every k-th in hash order).")
+                                              "held out of training for the gate (every k-th of each taught answer, in hash order).")
     nightly_stale_lock_s: float = Field(600.0, gt=0, description="A nightly job without a heartbeat "
                                         "for this long is considered dead and its lock taken over.")
     gate_chrf_margin: float = Field(1.0, ge=0, description="chrF points a candidate may lose.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -228,16 +229,35 @@ def _window(base: Path | None, settings: Settings) -> dict[str, Any]:
 
 
 def held_out_corrections(pairs: Sequence[Pair], share: float) -> list[Pair]:
-    """Every k-th corrected conversation in hash order (k = 1/share), all its corrections: never trained on.
+    """Every k-th corrected conversation (k = 1/share) of each taught answer, in hash order, all its
+    corrections: never trained on.
 
-    By conversation so that no phrasing the gate asks about was trained on in a sibling turn; every k-th in
-    hash order rather than a hash threshold so that even a handful of corrections gives its share."""
+    By conversation so that no phrasing the gate asks about was trained on in a sibling turn. Within each
+    answer (a conversation's first correction, normalized) so that each answer keeps k-1 of every k phrasings
+    to learn from: one hash order across all of them held out 5 of the 8 conversations that taught the
+    gift-card answer and 0 of another's, and the gift-card answer was never learned. Answers taught fewer than
+    k times are all trained on; answers taught once share one hash order (every k-th of them is held out), so
+    a night of varied edits still gives the gate its share."""
     import hashlib
 
-    corrected = sorted({p.conversation for p in pairs if p.meta.get("kind") == "corrected"},
-                       key=lambda c: hashlib.sha1(f"corrections:{c}".encode()).hexdigest())
+    from chatbot.text.tokenize import normalize
+
+    first: dict[str, Pair] = {}
+    for p in pairs:
+        if p.meta.get("kind") == "corrected":
+            seen = first.get(p.conversation)
+            if seen is None or (p.meta.get("seq") or 0) < (seen.meta.get("seq") or 0):
+                first[p.conversation] = p
+    by_answer: dict[str, list[str]] = defaultdict(list)
+    for conversation, p in first.items():
+        by_answer[normalize(p.reply).casefold()].append(conversation)
     every = max(1, round(1 / share))
-    held = set(corrected[every - 1 :: every])
+    singles = [c for convs in by_answer.values() if len(convs) == 1 for c in convs]
+    groups = [convs for convs in by_answer.values() if len(convs) > 1] + [singles]
+    held: set[str] = set()
+    for convs in groups:
+        ordered = sorted(convs, key=lambda c: hashlib.sha1(f"corrections:{c}".encode()).hexdigest())
+        held.update(ordered[every - 1 :: every])
     unique = {_key(p): p for p in pairs if p.conversation in held and p.meta.get("kind") == "corrected"}
     return list(unique.values())  # the export repeats a correction by its weight; the gate asks once
 

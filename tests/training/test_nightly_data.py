@@ -29,6 +29,21 @@ def test_every_kth_corrected_conversation_is_held_out_whole_and_once():
     assert held_out_corrections([_pair("db:1", "q", "a", "corrected")], 0.25) == []  # 1 of 1: nothing to hold
 
 
+def test_each_taught_answer_keeps_most_of_its_phrasings_for_training():
+    answers = {"hours": 8, "refunds": 8, "gift cards": 8, "password": 3}
+    pairs = [_pair(f"db:{a}:{i}", f"question {i} about {a}", f"  About {a}. ", "corrected")
+             for a, n in answers.items() for i in range(n)]
+    pairs += [_pair(f"db:edit:{i}", f"question {i}", f"a one-off edit {i}", "corrected") for i in range(8)]
+    held = Counter("one-off" if p.reply.startswith("a one-off") else p.reply.strip()
+                   for p in held_out_corrections(pairs, 0.25))
+    # every 4th phrasing of each answer, not every 4th in one hash order that can take 5 of one answer's 8;
+    # an answer taught 3 times is all trained on; one-off edits share one order and give the gate 2 of 8
+    assert held == {"About hours.": 2, "About refunds.": 2, "About gift cards.": 2, "one-off": 2}
+    first_only = [_pair(f"db:{i}", "q", "Same answer", "corrected", 2) for i in range(4)]
+    first_only += [_pair(f"db:{i}", "q2", f"later {i}", "corrected", 4) for i in range(4)]  # grouped by the first
+    assert len({p.conversation for p in held_out_corrections(first_only, 0.25)}) == 1
+
+
 def test_replay_is_a_fixed_sample_without_answers_agents_corrected():
     earlier = [_pair(f"db:{i}", f"Question {i}?", "old") for i in range(50)]
     corpus = [_pair(f"sgd:{i}", f"corpus {i}", "reply") for i in range(50)]
