@@ -148,8 +148,9 @@ class Settings(BaseSettings):
     nightly_steps: int = Field(500, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
                                "ends there; warmup is a tenth of them).")
     nightly_lr: float = Field(7e-4, gt=0, description="Peak learning rate of a nightly fine-tune (3e-4 learned "
-                              "1 of 10 taught facts; 1e-3 raised general perplexity x1.08 beyond the gate's margin "
-                              "when replaying the shipped model's whole data mix; benchmarks/learning.py).")
+                              "1 of 10 taught facts, 7e-4 with corrections x80 6 of 10; 1e-3 raised general "
+                              "perplexity x1.08 beyond the gate's margin when replaying the shipped model's whole "
+                              "data mix; benchmarks/learning.py).")
     nightly_replay_ratio: float = Field(4.0, ge=0, description="Earlier training pairs replayed per new pair, "
                                         "so learning what agents taught does not forget the rest.")
     nightly_replay_min: int = Field(2000, ge=0, description="Replayed pairs at least (as many as there are). "
@@ -169,7 +170,8 @@ class Settings(BaseSettings):
     nightly_new_word_conversations: int = Field(2, ge=1, description="Distinct conversations that must use a "
                                                 "word before it is added (one customer's rare word is not).")
     nightly_correction_holdout: float = Field(0.25, gt=0, lt=1, description="Share of corrected conversations "
-                                              "held out of training for the gate (every k-th of each taught answer, in hash order).")
+                                              "held out of training for the gate (every k-th of each taught "
+                                              "answer, in hash order).")
     nightly_stale_lock_s: float = Field(600.0, gt=0, description="A nightly job without a heartbeat "
                                         "for this long is considered dead and its lock taken over.")
     gate_chrf_margin: float = Field(1.0, ge=0, description="chrF points a candidate may lose.")
