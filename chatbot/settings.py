@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     nightly_max_minutes: float = Field(15.0, gt=0)
     nightly_train_config: Path | None = Field(None, description="Training config TOML for nightly runs "
                                               "(TrainConfig fields over the nightly defaults).")
-    nightly_steps: int = Field(500, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
+    nightly_steps: int = Field(1000, ge=1, description="Optimizer steps of a nightly fine-tune (the LR schedule "
                                "ends there; warmup is a tenth of them).")
     nightly_lr: float = Field(7e-4, gt=0, description="Peak learning rate of a nightly fine-tune (3e-4 learned "
                               "1 of 10 taught facts, 7e-4 with corrections x80 6 of 10; 1e-3 raised general "
