@@ -79,6 +79,48 @@ def _generate(generator: Any, turns: list[tuple[str, str]], language: str | None
         raise CliError(str(exc)) from None
 
 
+def _company_facts(settings: Settings) -> tuple[str, ...]:
+    """The facts an admin keeps in the store (none when there is no database yet: reading would create it)."""
+    if not settings.grounding or not _database_exists(settings):
+        return ()
+    from chatbot.store import facts as fact_repo
+    from chatbot.store.db import StoreError
+    from chatbot.store.manager import ConversationStore
+
+    try:
+        with ConversationStore(settings) as store, store.transaction(read_only=True) as s:
+            return tuple(fact_repo.fact_texts(s))
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _ground(settings: Settings, facts: tuple[str, ...], sources: list[str], reply: Any) -> Any:
+    """The service's grounding check on the terminal's conversation (``sources``: what the customer said and
+    the replies that passed): the same choice among the n-best, so a terminal user sees what a customer would
+    be sent, not a detail nobody gave (``None`` when it is off)."""
+    if not settings.grounding:
+        return None
+    from chatbot.service.grounding import Grounder, GroundingSources
+
+    sources = GroundingSources(tuple(sources), facts)
+    return Grounder(settings.grounding_margin).check([(c.text, c.score) for c in reply.candidates], sources,
+                                                     reply.language)
+
+
+def _sent_text(reply: Any, verdict: Any) -> str:
+    return reply.candidates[verdict.picked].text if verdict is not None and verdict.picked else reply.text
+
+
+def _say_grounding(verdict: Any) -> None:
+    if verdict is None or verdict.picked == 0:
+        return
+    if verdict.picked is not None:
+        typer.echo(f"(candidate {verdict.picked + 1} chosen: the best states details nobody gave: "
+                   f"{', '.join(verdict.ungrounded[0])})", err=True)
+    else:
+        typer.echo(f"(not sent on its own by the service: {verdict.reason()}; an agent would answer)", err=True)
+
+
 # --- chatbot reply / chat ---------------------------------------------------------------------------
 
 @app.command("reply")
@@ -94,17 +136,25 @@ def reply_cmd(
                                                        help="Candidates to return (at most --num-beams)."),
     as_json: bool = typer.Option(False, "--json", help="Print reply, confidence, language and candidates as JSON."),
 ) -> None:
-    """Answer one customer message with the model and exit."""
+    """Answer one customer message with the model and exit (grounded as the service would: a reply stating a
+    detail that neither the message nor a company fact gives is flagged, or a grounded candidate chosen)."""
     if not text.strip():
         raise CliError("the message is empty")
     generator = _load_generator(ctx, model, language, num_beams=num_beams, repetition_penalty=repetition_penalty,
                                 num_return_sequences=num_return_sequences)
-    reply = _generate(generator, [("customer", text)], language)
+    settings = get_settings(ctx)
+    turns = [("customer", text)]
+    reply = _generate(generator, turns, language)
+    verdict = _ground(settings, _company_facts(settings), [text], reply)
     if as_json:
-        echo_json(reply_json(reply))
+        out = reply_json(reply)
+        if verdict is not None:
+            out |= {"reply": _sent_text(reply, verdict), "grounding": verdict.as_meta()}
+        echo_json(out)
         return
-    typer.echo(reply.text)
+    typer.echo(_sent_text(reply, verdict))
     typer.echo(f"(language {reply.language}, confidence {reply.confidence:.2f})", err=True)
+    _say_grounding(verdict)
     for candidate in reply.candidates[1:]:
         typer.echo(f"  alt {candidate.score:7.3f}  {candidate.text}", err=True)
 
@@ -119,10 +169,13 @@ def chat_cmd(
                                                        help="Penalty > 1 discourages repeated tokens."),
 ) -> None:
     """Chat with the model in the terminal (the conversation so far is the context). /reset starts over,
-    /quit or Ctrl-D ends. Nothing is stored."""
+    /quit or Ctrl-D ends. Nothing is stored; replies are grounded as in `chatbot reply`."""
     generator = _load_generator(ctx, model, language, num_beams=num_beams, repetition_penalty=repetition_penalty)
+    settings = get_settings(ctx)
+    facts = _company_facts(settings)
     typer.echo("Type a message (/reset starts over, /quit ends).", err=True)
     turns: list[tuple[str, str]] = []
+    sources: list[str] = []
     while True:
         try:
             line = input("you> ")
@@ -133,15 +186,20 @@ def chat_cmd(
         if text in ("/quit", "/exit"):
             return
         if text == "/reset":
-            turns = []
+            turns, sources = [], []
             typer.echo("(new conversation)", err=True)
             continue
         if not text:
             continue
         turns.append(("customer", text))
+        sources.append(text)
         reply = _generate(generator, turns, language)
-        turns.append(("bot", reply.text))
-        typer.echo(f"bot> {reply.text}")
+        verdict = _ground(settings, facts, sources, reply)
+        turns.append(("bot", _sent_text(reply, verdict)))
+        if verdict is None or verdict.grounded:  # a flagged reply's details must not ground the next one
+            sources.append(turns[-1][1])
+        typer.echo(f"bot> {turns[-1][1]}")
+        _say_grounding(verdict)
 
 
 # --- chatbot demo -----------------------------------------------------------------------------------

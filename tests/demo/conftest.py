@@ -16,6 +16,7 @@ PAIRS = [
     ("en", "where is my order", "it ships today."),
     ("en", "i want a refund", "your refund is on its way."),
     ("zh", "我的订单在哪里", "您的订单今天发货。"),
+    ("en", "can i book a table", "your table is booked for 7 pm."),
 ]
 
 

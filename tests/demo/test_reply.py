@@ -19,7 +19,8 @@ def reply_json(cli, *args: str) -> dict:  # type: ignore[no-untyped-def]
 
 def test_reply_json_has_the_issue_shape_and_follows_the_message_language(cli, tiny_model):
     out = reply_json(cli, "where is my order", "--model", str(tiny_model))
-    assert set(out) == {"reply", "confidence", "language", "candidates"}
+    assert set(out) == {"reply", "confidence", "language", "candidates", "grounding"}
+    assert out["grounding"]["picked"] == 0 and out["grounding"]["ungrounded"] == []
     assert out["reply"] == "it ships today."
     assert out["language"] == "en"
     assert 0.0 < out["confidence"] <= 1.0
@@ -99,3 +100,41 @@ def test_chat_ends_cleanly_at_end_of_input(cli, tiny_model):
     result = cli("chat", "--model", str(tiny_model), input="i want a refund\n")
     assert result.exit_code == 0
     assert "bot> your refund is on its way." in result.stdout
+
+
+def test_a_reply_stating_a_detail_nobody_gave_is_flagged_until_a_company_fact_gives_it(cli, env, tiny_model):
+    result = cli("reply", "can i book a table", "--model", str(tiny_model))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "your table is booked for 7 pm."  # the model's best, shown as it is
+    assert "not sent on its own by the service: ungrounded details: 7 pm" in result.stderr
+    out = reply_json(cli, "can i book a table", "--model", str(tiny_model))
+    assert out["grounding"]["picked"] is None and out["grounding"]["ungrounded"] == ["7 pm"]
+
+    given = reply_json(cli, "can i book a table at 7 pm", "--model", str(tiny_model))
+    if "7 pm" in given["reply"]:  # the customer's own time may be repeated
+        assert "7 pm" not in given["grounding"]["ungrounded"]
+
+    settings = load_settings(data_dir=env["CHATBOT_DATA_DIR"])
+    with ConversationStore(settings) as store, store.transaction() as s:
+        from chatbot.store.facts import add_fact
+
+        add_fact(s, "Tables", "Evening tables are booked for 7 pm.")
+    out = reply_json(cli, "can i book a table", "--model", str(tiny_model))
+    assert out["reply"] == "your table is booked for 7 pm." and out["grounding"]["picked"] == 0
+
+    result = cli("chat", "--model", str(tiny_model), input="can i book a table\n/quit\n")
+    assert "bot> your table is booked for 7 pm." in result.stdout and "ungrounded" not in result.stderr
+
+
+def test_grounding_can_be_turned_off(cli, env, tiny_model):
+    env["CHATBOT_GROUNDING"] = "false"
+    result = cli("reply", "can i book a table", "--model", str(tiny_model), "--json")
+    assert result.exit_code == 0, result.output
+    assert "grounding" not in json.loads(result.stdout)
+
+
+def test_in_chat_a_flagged_reply_does_not_ground_its_own_repetition(cli, tiny_model):
+    result = cli("chat", "--model", str(tiny_model), input="can i book a table\ncan i book a table\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("bot> your table is booked for 7 pm.") == 2
+    assert result.stderr.count("ungrounded details: 7 pm") == 2
