@@ -133,7 +133,22 @@ def decide(candidate: dict[str, Any], active: dict[str, Any] | None, margins: Ma
                  f"({_pct(margins)} interval x{ratio_low:.3f} to x{ratio_high:.3f}), beyond the margin of "
                  f"x{1 + margins.perplexity:.3f} and beyond noise")
     ecr_new, ecr_old = candidate.get("entity_copy_recall"), active.get("entity_copy_recall")
-    if ecr_new is not None and ecr_old is not None:
+    new_ent, old_ent = candidate.get("pair_entities") or [], active.get("pair_entities") or []
+    copyable = sum(t for _, t in new_ent)
+    if ecr_new is not None and ecr_old is not None and copyable and len(new_ent) == len(old_ent):
+        # a recall over a few dozen entities moves by 0.025 when one name is missed: the same noise test as
+        # chrF, on per-pair copied counts scaled so that a resample's mean is its recall
+        scale = len(new_ent) / copyable
+        mean, low, high = paired_bootstrap([c * scale for c, _ in new_ent], [c * scale for c, _ in old_ent], **boot)
+        ok = not (mean < -margins.entity_copy_recall and high < 0)
+        decision.checks.append({"suite": "general", "metric": "entity_copy_recall", "candidate": ecr_new,
+                                "active": ecr_old, "mean_difference": mean, "interval": [low, high],
+                                "margin": -margins.entity_copy_recall, "n": copyable, "passed": ok})
+        if not ok:
+            fail(f"entity_copy_recall {ecr_new:.3f} vs {ecr_old:.3f} over {copyable} entities: {mean:+.3f} "
+                 f"({_pct(margins)} interval {low:+.3f} to {high:+.3f}), beyond the margin of "
+                 f"{margins.entity_copy_recall:.3f} and beyond noise")
+    elif ecr_new is not None and ecr_old is not None:  # scores without per-pair counts (older registry rows)
         ok = ecr_new >= ecr_old - margins.entity_copy_recall
         decision.checks.append({"suite": "general", "metric": "entity_copy_recall", "candidate": ecr_new,
                                 "active": ecr_old, "margin": -margins.entity_copy_recall, "passed": ok})
@@ -210,8 +225,8 @@ def _pct(margins: Margins) -> str:
 
 def _summary(scores: dict[str, Any]) -> dict[str, Any]:
     """The score dict without its per-pair lists (those are for the intervals, not for the registry)."""
-    return {k: v for k, v in scores.items() if k not in ("sentence_chrf", "pair_nll", "correction_chrf",
-                                                         "correction_rows", "taught_flags")}
+    return {k: v for k, v in scores.items() if k not in ("sentence_chrf", "pair_nll", "pair_entities",
+                                                         "correction_chrf", "correction_rows", "taught_flags")}
 
 
 def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: Sequence[Pair], settings: Any,
@@ -225,6 +240,7 @@ def score_model(model_dir: Path, eval_pairs: Sequence[Pair], correction_pairs: S
     result = dict(report.metrics)
     result["sentence_chrf"] = [chrf([r["hypothesis"]], [r["reference"]]) for r in report.rows]
     result["pair_nll"] = [(float(r["nll"]), int(r["tokens"])) for r in report.rows]
+    result["pair_entities"] = [(int(r["entities_copied"]), int(r["entities_copyable"])) for r in report.rows]
     if taught:
         result["taught_flags"] = taught_flags([r["hypothesis"] for r in report.rows],
                                               [r["reference"] for r in report.rows], taught)

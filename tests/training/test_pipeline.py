@@ -123,6 +123,27 @@ def test_gate_rules():
     assert "sentence_chrf" not in worse.candidate and "pair_nll" not in (worse.active or {})  # registry gets summaries
 
 
+def test_entity_copy_recall_is_judged_beyond_noise():
+    m = Margins(chrf=1.0, perplexity=0.05, entity_copy_recall=0.02, min_corrections=2, resamples=300)
+    base = [40.0 + (i * 37) % 20 for i in range(300)]
+    # 41 copyable entities in 300 replies: 25 copied by the active model, 24 by the candidate (0.610 vs 0.585)
+    entities = [(1, 1) if i < 25 else (0, 1) if i < 41 else (0, 0) for i in range(300)]
+    one_less = [(0, 1) if i == 3 else e for i, e in enumerate(entities)]
+    active = _scores(50.0, base, [20.0] * 300, corrections=[30.0, 35.0], entity_copy_recall=25 / 41,
+                     pair_entities=entities)
+    candidate = _scores(50.0, base, [20.0] * 300, corrections=[90.0, 95.0], entity_copy_recall=24 / 41,
+                        pair_entities=one_less)
+    decision = decide(candidate, active, m)
+    check = next(c for c in decision.checks if c["metric"] == "entity_copy_recall")
+    assert decision.accepted and check["passed"] and check["n"] == 41  # one missed name is noise
+    assert check["mean_difference"] == pytest.approx(-1 / 41)
+    assert check["interval"][0] < check["mean_difference"] < check["interval"][1]
+    half = [(0, 1) if 5 <= i < 25 else e for i, e in enumerate(entities)]  # 5 of 41 copied
+    worse = decide(candidate | {"entity_copy_recall": 5 / 41, "pair_entities": half}, active, m)
+    assert worse.verdict == "reject" and worse.reasons[0].startswith("entity_copy_recall 0.122 vs 0.610 over 41")
+    assert "pair_entities" not in worse.candidate
+
+
 def test_gate_rejects_a_candidate_that_gives_taught_answers_to_general_questions():
     hours = "We are open from 9 am to 5 pm, Monday to Friday."
     refs = [f"Your table at place {i} is booked." for i in range(100)] + [hours]
