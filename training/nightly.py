@@ -158,11 +158,14 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
 
     base = None if full else Path(active.path)
     if base is not None and settings.nightly_new_words:
-        from training.vocab_growth import grow_checkpoint
+        from training.vocab_growth import first_new_word, grow_checkpoint
 
         base, report["data"]["words_added"] = grow_checkpoint(
             base, train_part, workdir / "base", limit=settings.nightly_new_words,
             min_conversations=settings.nightly_new_word_conversations)
+        if report["data"]["words_added"]:
+            cfg = cfg.model_copy(update={"new_words_from": first_new_word(base, report["data"]["words_added"]),
+                                         "new_word_lr_scale": settings.nightly_new_word_lr_scale})
     train_dir = workdir / "train"
     _progress(store, job_id, phase="train")
     # Checkpoints are chosen on the general dev sample and the held-out corrections together, the corrections

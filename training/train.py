@@ -147,6 +147,12 @@ class TrainConfig(BaseModel):
     max_turns: int = Field(6, ge=1)
     max_src_tokens: int = Field(200, ge=8)
     max_tgt_tokens: int = Field(60, ge=2)
+    new_words_from: int | None = Field(None, ge=1, description="Vocabulary id where the words a fine-tune "
+                                       "appended to its base model start (the nightly job's vocabulary growth "
+                                       "sets it).")
+    new_word_lr_scale: float = Field(1.0, ge=1, description="Those words' embedding and output rows move this "
+                                     "many times as far per step as the rest: they start as <unk> and must "
+                                     "learn a meaning in one fine-tune, while the trained rows only adjust.")
     vocab_min_freq: int = Field(2, ge=1)
     vocab_max_size: int = Field(16_000, ge=64)
 
@@ -460,6 +466,7 @@ class _Run:
                                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
+        self.new_rows = self._new_word_rows()
 
         self.step, self.epoch, self.batch_pos = 0, 0, 0
         self.best: float | None = None
@@ -528,6 +535,28 @@ class _Run:
                             dev_perplexity=math.exp(min(loss, 50)))
         return self.bad_evals >= cfg.patience
 
+    def _new_word_rows(self) -> list[torch.Tensor]:
+        """The parameters with one row per word (embedding, output layer): their rows from ``new_words_from``
+        on are the appended words'."""
+        cfg = self.cfg
+        if cfg.new_words_from is None or cfg.new_word_lr_scale == 1.0:
+            return []
+        if cfg.new_words_from >= len(self.vocab):
+            raise TrainError(f"new_words_from {cfg.new_words_from} is past the vocabulary ({len(self.vocab)} words)")
+        params = dict(self.model.named_parameters())
+        return [params[name] for name in ("embedding.weight", "out_bias", "lm_head.weight", "lm_head.bias")
+                if name in params]
+
+    def _optimizer_step(self) -> None:
+        """AdamW's step, with the appended words' rows moved ``new_word_lr_scale`` times as far. Scaling their
+        gradients would not do it: Adam divides the scale out again."""
+        start = self.cfg.new_words_from
+        before = [p.detach()[start:].clone() for p in self.new_rows]
+        self.optimizer.step()
+        with torch.no_grad():
+            for p, old in zip(self.new_rows, before):
+                p[start:] += (self.cfg.new_word_lr_scale - 1.0) * (p[start:] - old)
+
     def train_step(self, global_idx: Sequence[int]) -> None:
         """One optimizer step on this rank's share of a global batch."""
         d, examples = self.d, self.examples
@@ -539,7 +568,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        self.optimizer.step()
+        self._optimizer_step()
         self.step_lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.scheduler.step()
         self.step += 1

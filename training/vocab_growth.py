@@ -78,3 +78,9 @@ def grow_checkpoint(model_dir: Path, pairs: Sequence[Pair], out: Path, *, limit:
     save_checkpoint(out, model, vocab, manifest=config.get("manifest"), decoding=config.get("decoding"),
                     extra=config.get("extra"), languages=loaded.languages or SUPPORTED_LANGUAGES)
     return Path(out), len(words)
+
+
+def first_new_word(model_dir: Path, added: int) -> int:
+    """The vocabulary id of the first of the ``added`` words ``grow_checkpoint`` appended in ``model_dir``: a
+    fine-tune's ``new_words_from``, so those rows can learn faster than the trained ones."""
+    return len(Vocab.load(Path(model_dir) / "vocab.json")) - added

@@ -15,7 +15,7 @@ from chatbot.text.vocab import SPECIAL_TOKENS, UNK_ID, Vocab
 from training.dataset import encode_pairs
 from training.sources import Pair, load_pairs
 from training.train import train
-from training.vocab_growth import grow_checkpoint, grow_vocabulary, new_words
+from training.vocab_growth import first_new_word, grow_checkpoint, grow_vocabulary, new_words
 
 WORDS = ["i", "want", "a", "flight", "to", "paris", "ok", "."]
 
@@ -114,3 +114,36 @@ def test_chatbot_train_init_from_grows_the_vocabulary_when_asked(tmp_path: Path,
     refused = chatbot("--out", str(tmp_path / "new"), "--new-words", "3")
     assert refused.returncode != 0 and "pass --init-from" in refused.stderr
     assert not (tmp_path / "new" / "model").exists()  # refused before training
+
+
+def test_appended_words_learn_faster_and_the_rest_exactly_as_before(tmp_path: Path, tiny_jsonl: Path, tiny_config):
+    base = train(load_pairs([f"jsonl:{tiny_jsonl}"], 6), [], tmp_path / "base", tiny_config, progress=False)
+    taught = [_pair(f"db:{i}", question, "you get a full refund .")
+              for i, question in enumerate(["money back ?", "can i get my money back ?", "i want my money back"])]
+    grown, added = grow_checkpoint(base.model_dir, taught, tmp_path / "grown", limit=100, min_conversations=2)
+    start = first_new_word(grown, added)
+    assert start == len(load_checkpoint(base.model_dir).vocab)
+    before = load_checkpoint(grown).model.embedding.weight.detach()
+
+    def moved(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = tiny_config.model_copy(update={"epochs": 1, "max_steps": 4, "lr": 1e-3, "warmup_steps": 0,
+                                             "new_words_from": start, "new_word_lr_scale": scale})
+        result = train(taught * 4, [], tmp_path / f"x{scale}", cfg, init_from=grown, progress=False)
+        after = load_checkpoint(result.model_dir).model.embedding.weight.detach()
+        return (after - before)[:start].abs().sum(1), (after - before)[start:].abs().sum(1)
+
+    old_rows, new_rows = moved(1.0)
+    old_fast, new_fast = moved(10.0)
+    assert new_rows.max() > 0
+    assert torch.allclose(old_fast, old_rows, rtol=0.05, atol=1e-6)  # the trained words: steps as without it
+    assert torch.allclose(new_fast, 10 * new_rows, rtol=1e-3, atol=1e-7)
+
+
+def test_new_words_from_past_the_vocabulary_is_refused(tmp_path: Path, tiny_jsonl: Path, tiny_config):
+    import pytest
+
+    from training.train import TrainError
+
+    cfg = tiny_config.model_copy(update={"new_words_from": 10_000, "new_word_lr_scale": 5.0})
+    with pytest.raises(TrainError, match="past the vocabulary"):
+        train(load_pairs([f"jsonl:{tiny_jsonl}"], 6), [], tmp_path / "x", cfg, progress=False)
