@@ -139,7 +139,8 @@ def decide(candidate: dict[str, Any], active: dict[str, Any] | None, margins: Ma
         # a recall over a few dozen entities moves by 0.025 when one name is missed: the same noise test as
         # chrF, on per-pair copied counts scaled so that a resample's mean is its recall
         scale = len(new_ent) / copyable
-        mean, low, high = paired_bootstrap([c * scale for c, _ in new_ent], [c * scale for c, _ in old_ent], **boot)
+        mean, low, high = (round(x, 9) for x in paired_bootstrap(  # rounded: sums of scaled counts leave 1e-18s
+            [c * scale for c, _ in new_ent], [c * scale for c, _ in old_ent], **boot))
         ok = not (mean < -margins.entity_copy_recall and high < 0)
         decision.checks.append({"suite": "general", "metric": "entity_copy_recall", "candidate": ecr_new,
                                 "active": ecr_old, "mean_difference": mean, "interval": [low, high],
