@@ -172,7 +172,7 @@ class Settings(BaseSettings):
                                              "word's embedding and output rows move as the rest of the model: "
                                              "they start as <unk> and must learn a meaning in one fine-tune. On "
                                              "10 taught facts 1 learned 6 of them on unseen phrasings, 10: 7, 20: "
-                                             "8, 30: 9 (benchmarks/learning.py).")
+                                             "8, 30: 9, 60: 8 (benchmarks/learning.py).")
     nightly_new_word_conversations: int = Field(2, ge=1, description="Distinct conversations that must use a "
                                                 "word before it is added (one customer's rare word is not).")
     nightly_correction_holdout: float = Field(0.25, gt=0, lt=1, description="Share of corrected conversations "
