@@ -66,8 +66,11 @@ class Settings(BaseSettings):
                                        "bot replies (by message id, so every replica picks the same ones) that "
                                        "the agent console's review queue offers for a second look; drafts are "
                                        "always in it.")
-    handoff_min_score: float = Field(-2.5, description="Length-normalised log-prob below which the "
-                                     "conversation goes to a person.")
+    handoff_min_score: float = Field(-0.25, description="The best candidate's search score (log-prob / "
+                                     "length^length_penalty) below which the conversation goes to a person. "
+                                     "The shipped model as served: -0.25 hands off 3% of SGD dev replies and "
+                                     "51% of replies to customer-service questions it cannot know "
+                                     "(benchmarks/handoff.py).")
     handoff_min_margin: float = Field(0.0, ge=0)
     handoff_low_ratings: int = Field(2, ge=1, description="Disliked bot replies in one conversation "
                                      "before it goes to a person.")

@@ -121,6 +121,23 @@ def _say_grounding(verdict: Any) -> None:
         typer.echo(f"(not sent on its own by the service: {verdict.reason()}; an agent would answer)", err=True)
 
 
+def _handoff(settings: Settings, text: str, reply: Any) -> str | None:
+    """Why the service would give this turn to a person instead (asked for one, low confidence), or None."""
+    from chatbot.service.handoff import HandoffRules, decide
+
+    rules = HandoffRules(settings.handoff_min_score, settings.handoff_min_margin, settings.handoff_low_ratings)
+    reason = decide(text, [(c.text, c.score) for c in reply.candidates], 0, rules)
+    return reason.value if reason is not None else None
+
+
+def _say_handoff(settings: Settings, reason: str | None, reply: Any) -> None:
+    if reason is None:
+        return
+    why = (f"score {reply.candidates[0].score:.3f} under CHATBOT_HANDOFF_MIN_SCORE {settings.handoff_min_score}"
+           if reason == "low_confidence" and reply.candidates else reason.replace("_", " "))
+    typer.echo(f"(not sent by the service: {why}; a person would answer)", err=True)
+
+
 # --- chatbot reply / chat ---------------------------------------------------------------------------
 
 @app.command("reply")
@@ -146,14 +163,16 @@ def reply_cmd(
     turns = [("customer", text)]
     reply = _generate(generator, turns, language)
     verdict = _ground(settings, _company_facts(settings), [text], reply)
+    handoff = _handoff(settings, text, reply)
     if as_json:
-        out = reply_json(reply)
+        out = reply_json(reply) | {"handoff": handoff}
         if verdict is not None:
             out |= {"reply": _sent_text(reply, verdict), "grounding": verdict.as_meta()}
         echo_json(out)
         return
     typer.echo(_sent_text(reply, verdict))
     typer.echo(f"(language {reply.language}, confidence {reply.confidence:.2f})", err=True)
+    _say_handoff(settings, handoff, reply)
     _say_grounding(verdict)
     for candidate in reply.candidates[1:]:
         typer.echo(f"  alt {candidate.score:7.3f}  {candidate.text}", err=True)
@@ -199,6 +218,7 @@ def chat_cmd(
         if verdict is None or verdict.grounded:  # a flagged reply's details must not ground the next one
             sources.append(turns[-1][1])
         typer.echo(f"bot> {turns[-1][1]}")
+        _say_handoff(settings, _handoff(settings, text, reply), reply)
         _say_grounding(verdict)
 
 

@@ -19,7 +19,7 @@ def reply_json(cli, *args: str) -> dict:  # type: ignore[no-untyped-def]
 
 def test_reply_json_has_the_issue_shape_and_follows_the_message_language(cli, tiny_model):
     out = reply_json(cli, "where is my order", "--model", str(tiny_model))
-    assert set(out) == {"reply", "confidence", "language", "candidates", "grounding"}
+    assert set(out) == {"reply", "confidence", "language", "candidates", "grounding", "handoff"}
     assert out["grounding"]["picked"] == 0 and out["grounding"]["ungrounded"] == []
     assert out["reply"] == "it ships today."
     assert out["language"] == "en"
@@ -138,3 +138,22 @@ def test_in_chat_a_flagged_reply_does_not_ground_its_own_repetition(cli, tiny_mo
     assert result.exit_code == 0, result.output
     assert result.stdout.count("bot> your table is booked for 7 pm.") == 2
     assert result.stderr.count("ungrounded details: 7 pm") == 2
+
+
+def test_a_turn_the_service_would_give_to_a_person_says_so(cli, env, tiny_model):
+    sure = reply_json(cli, "where is my order", "--model", str(tiny_model))
+    best = sure["candidates"][0]["score"]
+    env["CHATBOT_HANDOFF_MIN_SCORE"] = str(best - 0.01)
+    assert reply_json(cli, "where is my order", "--model", str(tiny_model))["handoff"] is None
+
+    env["CHATBOT_HANDOFF_MIN_SCORE"] = str(best + 0.01)  # the same reply, now under the threshold
+    out = reply_json(cli, "where is my order", "--model", str(tiny_model))
+    assert out["handoff"] == "low_confidence" and out["reply"] == sure["reply"]
+    result = cli("reply", "where is my order", "--model", str(tiny_model))
+    assert result.stdout.strip() == sure["reply"]
+    assert f"under CHATBOT_HANDOFF_MIN_SCORE {best + 0.01}" in result.stderr and "a person would answer" in result.stderr
+    chat = cli("chat", "--model", str(tiny_model), input="where is my order\n/quit\n")
+    assert "a person would answer" in chat.stderr
+
+    env["CHATBOT_HANDOFF_MIN_SCORE"] = "-1e9"
+    assert reply_json(cli, "can i talk to a human please", "--model", str(tiny_model))["handoff"] == "asked_for_human"
