@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     handoff_min_score: float = Field(-0.25, description="The best candidate's search score (log-prob / "
                                      "length^length_penalty) below which the conversation goes to a person. "
                                      "The shipped model as served: -0.25 hands off 3% of SGD dev replies and "
-                                     "51% of replies to customer-service questions it cannot know "
+                                     "50% of replies to customer-service questions it cannot know "
                                      "(benchmarks/handoff.py).")
     handoff_min_margin: float = Field(0.0, ge=0)
     handoff_low_ratings: int = Field(2, ge=1, description="Disliked bot replies in one conversation "

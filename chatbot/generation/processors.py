@@ -215,6 +215,10 @@ class ScriptConstraint(PerRequestProcessor):
 class CopyBonus(PerRequestProcessor):
     """Adds ``bonus`` to the score of every detail word the customer wrote, so a reply confirms "Blue Bottle at
     7 pm" with the customer's own words instead of a likelier detail from training ("12 pm", "March 12th").
+    The word just written gets none: that bonus made out-of-domain replies stutter ("we don't refund policy
+    policy": 5 of 120 unknown customer-service questions). Only the immediate repeat loses it; withholding it
+    from every word already written shortened Chinese lists of places that share "北京" (CrossWOZ dev
+    entity-copy recall 0.352 -> 0.318).
 
     ``context_ids`` has one id sequence per batch row (the customer's words as fed to the model, copied
     out-of-vocabulary words included; negative ids are separators). Ids below ``common_ids`` get nothing:
@@ -239,6 +243,8 @@ class CopyBonus(PerRequestProcessor):
     def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
         ids = self._table_for(scores.size(0), scores.device)  # [N, W]
         gain = (ids >= 0).to(scores.dtype) * self.bonus
+        if generated_ids.size(1):
+            gain = gain * (ids != generated_ids[:, -1:])  # [N, W]: not for the word just written
         scores.scatter_add_(1, ids.clamp_min(0), gain)
 
 

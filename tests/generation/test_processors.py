@@ -112,6 +112,12 @@ def test_copy_bonus_adds_once_per_detail_word_of_each_rows_customer():
     expected[2:, 125] = expected[2:, 205] = -1.5
     assert torch.equal(out, expected)
 
+    # the word just written gets no bonus (row 0 just wrote 130, row 3 205), one written earlier still does
+    written = torch.tensor([[5, 130], [130, 5], [5, 5], [5, 205]])
+    out = run_pure(bonus, written, torch.full((4, 210), -2.0))
+    assert out[0, 130] == -2.0 and out[0, 120] == -1.5 and out[1, 130] == -1.5
+    assert out[3, 205] == -2.0 and out[3, 125] == -1.5 and out[2, 205] == -1.5
+
 
 def test_copy_bonus_bound_to_a_row_layout_and_off_at_zero():
     bonus = CopyBonus(1.0, [[101], [102]], common_ids=100).for_rows(torch.tensor([1, 0, 1]))
