@@ -74,6 +74,9 @@ def main() -> None:
     print("| threshold | " + " | ".join(f"{name} handed off" for name in sets)
           + " | " + " | ".join(f"{name} chrF handed off / kept" for name, (_, c) in sets.items() if c) + " |")
     print("|" + " --- |" * (1 + len(sets) + sum(1 for _, c in sets.values() if c)))
+    def mean(xs: list[float]) -> str:
+        return f"{sum(xs) / len(xs):.1f}" if xs else "-"
+
     for threshold in args.thresholds:
         shares, quality = [], []
         for scores, chrfs in sets.values():
@@ -82,7 +85,6 @@ def main() -> None:
             if chrfs:
                 off = [c for c, lo in zip(chrfs, low) if lo]
                 kept = [c for c, lo in zip(chrfs, low) if not lo]
-                mean = lambda xs: f"{sum(xs) / len(xs):.1f}" if xs else "-"  # noqa: E731
                 quality.append(f"{mean(off)} / {mean(kept)}")
         print(f"| {threshold} | " + " | ".join(shares + quality) + " |")
 

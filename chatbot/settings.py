@@ -66,11 +66,13 @@ class Settings(BaseSettings):
                                        "bot replies (by message id, so every replica picks the same ones) that "
                                        "the agent console's review queue offers for a second look; drafts are "
                                        "always in it.")
-    handoff_min_score: float = Field(-0.25, description="The best candidate's search score (log-prob / "
+    handoff_min_score: float = Field(-2.5, description="The best candidate's search score (log-prob / "
                                      "length^length_penalty) below which the conversation goes to a person. "
-                                     "The shipped model as served: -0.25 hands off 3% of SGD dev replies and "
-                                     "50% of replies to customer-service questions it cannot know "
-                                     "(benchmarks/handoff.py).")
+                                     "With the shipped decoding every score is above -0.7, so the default "
+                                     "hands nothing off: -0.25 would hand off 3% of SGD dev replies and 50% "
+                                     "of replies to customer-service questions the model cannot know, but "
+                                     "also short small talk (\"谢谢\" -> \"不客气。\" scores -0.69: the length "
+                                     "penalty weighs on short replies). See benchmarks/handoff.py.")
     handoff_min_margin: float = Field(0.0, ge=0)
     handoff_low_ratings: int = Field(2, ge=1, description="Disliked bot replies in one conversation "
                                      "before it goes to a person.")

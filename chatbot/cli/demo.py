@@ -125,8 +125,7 @@ def _handoff(settings: Settings, text: str, reply: Any) -> str | None:
     """Why the service would give this turn to a person instead (asked for one, low confidence), or None."""
     from chatbot.service.handoff import HandoffRules, decide
 
-    rules = HandoffRules(settings.handoff_min_score, settings.handoff_min_margin, settings.handoff_low_ratings)
-    reason = decide(text, [(c.text, c.score) for c in reply.candidates], 0, rules)
+    reason = decide(text, [(c.text, c.score) for c in reply.candidates], 0, HandoffRules.of(settings))
     return reason.value if reason is not None else None
 
 

@@ -15,6 +15,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatbot.settings import Settings
 
 
 class HandoffReason(str, Enum):
@@ -30,6 +34,11 @@ class HandoffRules:
     min_score: float
     min_margin: float
     max_low_ratings: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> HandoffRules:
+        """The rules the settings give (the service and `chatbot reply` / `chat` apply the same ones)."""
+        return cls(settings.handoff_min_score, settings.handoff_min_margin, settings.handoff_low_ratings)
 
 
 # Phrases people use to ask for a person, in the languages we serve; matched on accent-folded lowercase.

@@ -37,8 +37,7 @@ class Replies:
     def __init__(self, settings: Settings, worker: GenerationWorker | None) -> None:
         self.settings = settings
         self.worker = worker
-        self.rules = HandoffRules(settings.handoff_min_score, settings.handoff_min_margin,
-                                  settings.handoff_low_ratings)
+        self.rules = HandoffRules.of(settings)
         self.grounding = Grounder(settings.grounding_margin) if settings.grounding else None
 
     # --- outside any transaction -----------------------------------------------------------------

@@ -41,8 +41,6 @@ def make_service(store, tmp_path, tiny_models):  # type: ignore[no-untyped-def]
     def make(generator: Any, **overrides: Any) -> ChatService:
         if generator is None:
             overrides = {**TINY_DECODING, **overrides}
-        else:  # scripted replies score -0.5, under the default hand-off threshold; its tests set their own
-            overrides = {"handoff_min_score": -1e9, **overrides}
         settings = load_settings(data_dir=tmp_path / "data", database_url=store.url, **overrides)
         if generator is None:
             with store.transaction() as s:
