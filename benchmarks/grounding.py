@@ -31,6 +31,8 @@ def main() -> None:
 
     from chatbot.service.generator import ReplyGenerator
     from chatbot.service.grounding import choose
+    from chatbot.service.handoff import HandoffRules
+    from chatbot.service.handoff import low_confidence as low_confidence_of
     from chatbot.settings import load_settings
     from chatbot.shipped import shipped_model_dir
     from chatbot.text.grounding import Evidence, extract, ungrounded
@@ -89,7 +91,9 @@ def main() -> None:
         stated = {d.text: d.kind for d in extract(candidates[0][0], pair.language)}
         kinds.update(stated[text] for text in missing[0])
     reference = sum(1 for pair, _, _, evidence in checks if ungrounded(pair.reply, evidence, pair.language))
-    low_confidence = sum(1 for _, candidates, _, _ in checks if candidates[0][1] < settings.handoff_min_score)
+    rules = HandoffRules.of(settings)
+    low_confidence = sum(1 for (_, candidates, _, _), reply in zip(checks, replies)
+                         if low_confidence_of(candidates, rules, reply.token_logprob))
 
     print(f"{args.data}: {len(dev)} pairs; model {model}; {n} candidates per reply "
           f"(beam {max(settings.num_beams, n)}, int8 {settings.quantize_int8}); decode {decode_s:.1f} s; "
@@ -97,7 +101,8 @@ def main() -> None:
           f"{warm_ms:.2f} ms cached")
     print(f"top candidate ungrounded: {len(top_ungrounded)} of {len(dev)} ({len(top_ungrounded) / len(dev):.1%}); "
           f"reference replies ungrounded: {reference} ({reference / len(dev):.1%}); "
-          f"top score under handoff_min_score {settings.handoff_min_score}: {low_confidence}")
+          f"handed off for low confidence (per-token log-prob under {settings.handoff_min_token_logprob} or score "
+          f"under {settings.handoff_min_score}): {low_confidence}")
     print("ungrounded details of the top candidates by kind: "
           + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
     print()

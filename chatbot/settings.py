@@ -68,11 +68,19 @@ class Settings(BaseSettings):
                                        "always in it.")
     handoff_min_score: float = Field(-2.5, description="The best candidate's search score (log-prob / "
                                      "length^length_penalty) below which the conversation goes to a person. "
-                                     "With the shipped decoding every score is above -0.7, so the default "
-                                     "hands nothing off: -0.25 would hand off 3% of SGD dev replies and 50% "
-                                     "of replies to customer-service questions the model cannot know, but "
-                                     "also short small talk (\"谢谢\" -> \"不客气。\" scores -0.69: the length "
-                                     "penalty weighs on short replies). See benchmarks/handoff.py.")
+                                     "The length penalty weighs hardest on short replies (\"谢谢\" -> "
+                                     "\"不客气。\" scores -0.69, a booking confirmation -0.2), so no threshold "
+                                     "on it separates weak replies from small talk; the default -2.5 is below "
+                                     "every score the shipped decoding gives and hands nothing off. Use "
+                                     "handoff_min_token_logprob.")
+    handoff_min_token_logprob: float = Field(-1.4, description="The best candidate's mean log-prob per token "
+                                             "below which the conversation goes to a person: the model is "
+                                             "unsure of its reply word by word, whatever its length. With the "
+                                             "shipped model -1.4 hands off no SGD or CrossWOZ dev reply and no "
+                                             "English small talk, and hands off the broken Chinese small talk "
+                                             "(\"晚安\" -> \"你喜欢的晚安吗?\", -1.57); -1.0 would also hand off "
+                                             "41% of replies to customer-service questions the model cannot "
+                                             "know, and 20% of English small talk. See benchmarks/handoff.py.")
     handoff_min_margin: float = Field(0.0, ge=0)
     handoff_low_ratings: int = Field(2, ge=1, description="Disliked bot replies in one conversation "
                                      "before it goes to a person.")

@@ -69,6 +69,7 @@ def _load_generator(ctx: typer.Context, model: Path | None, language: str | None
 
 def reply_json(reply: Any) -> dict[str, Any]:
     return {"reply": reply.text, "confidence": round(reply.confidence, 4), "language": reply.language,
+            "token_logprob": round(reply.token_logprob, 4),
             "candidates": [{"text": c.text, "score": round(c.score, 4)} for c in reply.candidates]}
 
 
@@ -125,15 +126,20 @@ def _handoff(settings: Settings, text: str, reply: Any) -> str | None:
     """Why the service would give this turn to a person instead (asked for one, low confidence), or None."""
     from chatbot.service.handoff import HandoffRules, decide
 
-    reason = decide(text, [(c.text, c.score) for c in reply.candidates], 0, HandoffRules.of(settings))
+    reason = decide(text, [(c.text, c.score) for c in reply.candidates], 0, HandoffRules.of(settings),
+                    reply.token_logprob)
     return reason.value if reason is not None else None
 
 
 def _say_handoff(settings: Settings, reason: str | None, reply: Any) -> None:
     if reason is None:
         return
-    why = (f"score {reply.candidates[0].score:.3f} under CHATBOT_HANDOFF_MIN_SCORE {settings.handoff_min_score}"
-           if reason == "low_confidence" and reply.candidates else reason.replace("_", " "))
+    why = reason.replace("_", " ")
+    if reason == "low_confidence" and reply.token_logprob < settings.handoff_min_token_logprob:
+        why = (f"mean log-prob per token {reply.token_logprob:.3f} under CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB "
+               f"{settings.handoff_min_token_logprob}")
+    elif reason == "low_confidence" and reply.candidates:
+        why = f"score {reply.candidates[0].score:.3f} under CHATBOT_HANDOFF_MIN_SCORE {settings.handoff_min_score}"
     typer.echo(f"(not sent by the service: {why}; a person would answer)", err=True)
 
 

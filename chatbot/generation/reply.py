@@ -39,6 +39,17 @@ class Reply:
     candidates: list[Candidate]  # best first; candidates[0].text == text
     attention: dict[str, Any] | None
     decoding: dict[str, Any] = field(default_factory=dict)  # the GenerationConfig used
+    token_logprob: float = 0.0  # the best reply's mean processed log-prob per scored token, see token_logprob
+
+
+def token_logprob(hyp: Hypothesis, length_penalty: float) -> float:
+    """The mean processed log-prob per scored token (its tokens, plus EOS when finished): the search score
+    with the length normalisation undone. Unlike the score it does not depend on how long the reply is, so
+    one threshold means the same for "不客气。" and for a booking confirmation."""
+    if not math.isfinite(hyp.score):
+        return -math.inf
+    n = max(len(hyp.tokens) + (1 if hyp.finished else 0), 1)
+    return hyp.score * n**length_penalty / n
 
 
 def reply_confidence(best: Hypothesis, second: Hypothesis | None, length_penalty: float) -> float:
@@ -53,13 +64,11 @@ def reply_confidence(best: Hypothesis, second: Hypothesis | None, length_penalty
     if not math.isfinite(best.score):
         return 0.0
     n = len(best.tokens) + (1 if best.finished else 0)
-    mean = best.score * max(n, 1) ** length_penalty / max(n, 1)  # undo the length normalisation
+    mean = token_logprob(best, length_penalty)
     p = math.exp(min(mean, 0.0))
     if second is None or not math.isfinite(second.score):
         return p
-    m = len(second.tokens) + (1 if second.finished else 0)
-    second_mean = second.score * max(m, 1) ** length_penalty / max(m, 1)
-    lead = max(mean - second_mean, 0.0)
+    lead = max(mean - token_logprob(second, length_penalty), 0.0)
     return p * (0.5 + 0.5 * (1.0 - math.exp(-n * lead)))
 
 

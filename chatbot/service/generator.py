@@ -25,11 +25,13 @@ from chatbot.generation.reply import (
     foreign_script_masks,
     reply_confidence,
     rounded_weights,
+    token_logprob,
 )
 from chatbot.generation.search import StepModel, decode
 from chatbot.model.batch import collate, encode_pair
 from chatbot.model.checkpoint import LoadedModel, load_checkpoint
 from chatbot.text.context import encode_context
+from chatbot.text.scripts import CJK_LANGUAGES
 from chatbot.text.special import SPEAKER_TOKENS
 from chatbot.text.tokenize import SUPPORTED_LANGUAGES, detect_language, detokenize
 from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
@@ -157,7 +159,9 @@ class ReplyGenerator:
             examples.append(encode_pair(tokens, None, self.vocab))
         batch = collate(examples, self.vocab)
         own_words = [customer_ids(src, ex.src_ext_ids) for src, ex in zip(sources, examples)]
-        processors = [self._suppress, *build_processors(self.config, context_ids=own_words)]
+        # Chinese names share the customer's words ("北京"): there only the word just written loses the copy bonus
+        once = [lang not in CJK_LANGUAGES for lang in languages]
+        processors = [self._suppress, *build_processors(self.config, context_ids=own_words, copy_once=once)]
         if self.config.script_constraint:  # before any sampling warper, so top-k/top-p see only allowed tokens
             script = ScriptConstraint(self._foreign_scripts, languages, [ex.src_ext_ids for ex in examples])
             processors.insert(1, script)
@@ -185,5 +189,6 @@ class ReplyGenerator:
                 candidates=[Candidate(t, h.score) for t, h in zip(texts, hyps)],
                 attention=attention,
                 decoding=self.config.to_dict(),
+                token_logprob=token_logprob(hyps[0], self.config.length_penalty),
             ))
         return replies

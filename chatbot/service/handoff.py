@@ -1,8 +1,8 @@
 """When a conversation should go to a person: pure rules, no database.
 
 Three reasons, checked in this order: the customer asks for a person; the bot's best reply is not
-confident enough (its length-normalised log-probability is under a threshold, or it barely beats the
-runner-up, which means the model is torn between different answers); or the customer already disliked
+confident enough (its mean log-probability per token or its search score is under a threshold, or it
+barely beats the runner-up, which means the model is torn between different answers); or the customer already disliked
 several bot replies in this conversation. A fourth, ``UNGROUNDED`` (every candidate within the margin
 states a detail nobody gave), needs the conversation and the company facts and is decided by the service
 with ``chatbot.service.grounding``.
@@ -10,6 +10,7 @@ with ``chatbot.service.grounding``.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -34,11 +35,13 @@ class HandoffRules:
     min_score: float
     min_margin: float
     max_low_ratings: int
+    min_token_logprob: float = -math.inf
 
     @classmethod
     def of(cls, settings: Settings) -> HandoffRules:
         """The rules the settings give (the service and `chatbot reply` / `chat` apply the same ones)."""
-        return cls(settings.handoff_min_score, settings.handoff_min_margin, settings.handoff_low_ratings)
+        return cls(settings.handoff_min_score, settings.handoff_min_margin, settings.handoff_low_ratings,
+                   settings.handoff_min_token_logprob)
 
 
 # Phrases people use to ask for a person, in the languages we serve; matched on accent-folded lowercase.
@@ -69,9 +72,13 @@ def asks_for_human(text: str) -> bool:
     return bool(_ASK.search(fold(text)))
 
 
-def low_confidence(candidates: Sequence[tuple[str, float]], rules: HandoffRules) -> bool:
-    """Best score under ``min_score``, or within ``min_margin`` of the runner-up (scores are per token)."""
+def low_confidence(candidates: Sequence[tuple[str, float]], rules: HandoffRules,
+                   token_logprob: float | None = None) -> bool:
+    """The best reply's mean log-prob per token (``token_logprob``, when known) under ``min_token_logprob``,
+    its search score under ``min_score``, or its score within ``min_margin`` of the runner-up's."""
     if not candidates:
+        return True
+    if token_logprob is not None and token_logprob < rules.min_token_logprob:
         return True
     best = candidates[0][1]
     if best < rules.min_score:
@@ -86,24 +93,71 @@ def decide(
     candidates: Sequence[tuple[str, float]] | None,
     low_ratings: int,
     rules: HandoffRules,
+    token_logprob: float | None = None,
 ) -> HandoffReason | None:
     """Why this turn should go to a person, or ``None`` to let the bot answer.
 
-    ``candidates`` is ``None`` when no reply was generated yet (checking the customer's words alone).
+    ``candidates`` is ``None`` when no reply was generated yet (checking the customer's words alone);
+    ``token_logprob`` is the best candidate's mean log-prob per token (``Reply.token_logprob``).
     """
     if asks_for_human(customer_text):
         return HandoffReason.ASKED
     if low_ratings >= rules.max_low_ratings:
         return HandoffReason.LOW_RATINGS
-    if candidates is not None and low_confidence(candidates, rules):
+    if candidates is not None and low_confidence(candidates, rules, token_logprob):
         return HandoffReason.LOW_CONFIDENCE
     return None
 
 
-NOTICE = {
-    HandoffReason.ASKED: "Of course. A person from our team will join this conversation shortly.",
-    HandoffReason.LOW_CONFIDENCE: "I want to get this right, so a person from our team will join shortly.",
-    HandoffReason.LOW_RATINGS: "Sorry I have not been helpful. A person from our team will join shortly.",
-    HandoffReason.UNGROUNDED: "I want to get this right, so a person from our team will join shortly.",
-    HandoffReason.UNANSWERED: "Sorry for the wait. A person from our team will join this conversation shortly.",
+# What the customer reads when a person takes over, in the conversation's language: a Chinese customer who
+# writes "请转人工" must not be answered in English. Languages without an entry get English.
+NOTICES: dict[str, dict[HandoffReason, str]] = {
+    "en": {
+        HandoffReason.ASKED: "Of course. A person from our team will join this conversation shortly.",
+        HandoffReason.LOW_CONFIDENCE: "I want to get this right, so a person from our team will join shortly.",
+        HandoffReason.LOW_RATINGS: "Sorry I have not been helpful. A person from our team will join shortly.",
+        HandoffReason.UNGROUNDED: "I want to get this right, so a person from our team will join shortly.",
+        HandoffReason.UNANSWERED: "Sorry for the wait. A person from our team will join this conversation shortly.",
+    },
+    "zh": {
+        HandoffReason.ASKED: "好的，我们的工作人员马上就来为您服务。",
+        HandoffReason.LOW_CONFIDENCE: "为了给您准确的答复，我们的工作人员马上就来为您服务。",
+        HandoffReason.LOW_RATINGS: "抱歉没能帮到您，我们的工作人员马上就来为您服务。",
+        HandoffReason.UNGROUNDED: "为了给您准确的答复，我们的工作人员马上就来为您服务。",
+        HandoffReason.UNANSWERED: "抱歉让您久等了，我们的工作人员马上就来为您服务。",
+    },
+    "de": {
+        HandoffReason.ASKED: "Gerne. Eine Person aus unserem Team kommt gleich in dieses Gespräch.",
+        HandoffReason.LOW_CONFIDENCE: "Damit Sie die richtige Antwort bekommen, kommt gleich eine Person aus unserem "
+                                      "Team dazu.",
+        HandoffReason.LOW_RATINGS: "Entschuldigung, dass ich Ihnen nicht helfen konnte. Eine Person aus unserem Team "
+                                   "kommt gleich dazu.",
+        HandoffReason.UNGROUNDED: "Damit Sie die richtige Antwort bekommen, kommt gleich eine Person aus unserem "
+                                  "Team dazu.",
+        HandoffReason.UNANSWERED: "Entschuldigung für die Wartezeit. Eine Person aus unserem Team kommt gleich dazu.",
+    },
+    "es": {
+        HandoffReason.ASKED: "Por supuesto. Una persona de nuestro equipo se unirá a esta conversación enseguida.",
+        HandoffReason.LOW_CONFIDENCE: "Para darle la respuesta correcta, una persona de nuestro equipo se unirá "
+                                      "enseguida.",
+        HandoffReason.LOW_RATINGS: "Siento no haberle ayudado. Una persona de nuestro equipo se unirá enseguida.",
+        HandoffReason.UNGROUNDED: "Para darle la respuesta correcta, una persona de nuestro equipo se unirá "
+                                  "enseguida.",
+        HandoffReason.UNANSWERED: "Perdone la espera. Una persona de nuestro equipo se unirá enseguida.",
+    },
+    "fr": {
+        HandoffReason.ASKED: "Bien sûr. Une personne de notre équipe va rejoindre cette conversation.",
+        HandoffReason.LOW_CONFIDENCE: "Pour vous donner la bonne réponse, une personne de notre équipe va vous "
+                                      "rejoindre.",
+        HandoffReason.LOW_RATINGS: "Désolé de ne pas avoir pu vous aider. Une personne de notre équipe va vous "
+                                   "rejoindre.",
+        HandoffReason.UNGROUNDED: "Pour vous donner la bonne réponse, une personne de notre équipe va vous "
+                                  "rejoindre.",
+        HandoffReason.UNANSWERED: "Désolé pour l'attente. Une personne de notre équipe va vous rejoindre.",
+    },
 }
+
+
+def notice(reason: HandoffReason, language: str | None) -> str:
+    """The hand-off notice for ``reason`` in ``language`` (English where we have no translation)."""
+    return NOTICES.get(language or "en", NOTICES["en"])[reason]

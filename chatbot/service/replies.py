@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from chatbot.service.batching import Busy, GenerationWorker, NoModel
 from chatbot.service.grounding import Grounder, GroundingSources, GroundingVerdict
-from chatbot.service.handoff import NOTICE, HandoffReason, HandoffRules, decide
+from chatbot.service.handoff import HandoffReason, HandoffRules, decide, notice
 from chatbot.service.views import MessageView, SendResult
 from chatbot.settings import Settings
 from chatbot.store import conversations as repo
@@ -76,11 +76,12 @@ class Replies:
     def hand_off(self, s: Session, conversation_id: int, reason: HandoffReason, detail: str | None = None
                  ) -> MessageView:
         """``detail`` (e.g. "ungrounded details: 12 pm") is for the agents: kept in the notice's meta, never
-        in the text the customer reads."""
+        in the text the customer reads, which is in the conversation's language."""
+        state = repo.conversation_state(s, conversation_id)
         repo.set_status(s, conversation_id, "pending")
         meta = {"handoff": reason.value, **({"reason": detail} if detail else {})}
-        notice = repo.store_message(s, conversation_id, "system", NOTICE[reason], meta=meta)
-        return MessageView.of(notice)
+        text = notice(reason, state.language if state is not None else None)
+        return MessageView.of(repo.store_message(s, conversation_id, "system", text, meta=meta))
 
     def store(self, s: Session, conversation_id: int, mine: MessageView, text: str, generated: Any,
               verdict: GroundingVerdict | None = None, *, only_if_unanswered: bool = False) -> SendResult:
@@ -94,7 +95,7 @@ class Replies:
                 return result_of(conversation_id, state.status if state else "closed", mine, after)
         reply = generated.reply
         candidates = [(c_text, float(score)) for c_text, score in reply.candidates]
-        reason = decide(text, candidates, 0, self.rules)
+        reason = decide(text, candidates, 0, self.rules, getattr(reply, "token_logprob", None))
         model_version_id = getattr(generated.model_key, "version_id", None)
         fields = {"model_version_id": model_version_id, "decoding": reply.decoding,
                   "confidence": float(reply.confidence), "attention": reply.attention, "candidates": candidates,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -19,11 +20,11 @@ def reply_json(cli, *args: str) -> dict:  # type: ignore[no-untyped-def]
 
 def test_reply_json_has_the_issue_shape_and_follows_the_message_language(cli, tiny_model):
     out = reply_json(cli, "where is my order", "--model", str(tiny_model))
-    assert set(out) == {"reply", "confidence", "language", "candidates", "grounding", "handoff"}
+    assert set(out) == {"reply", "confidence", "language", "token_logprob", "candidates", "grounding", "handoff"}
     assert out["grounding"]["picked"] == 0 and out["grounding"]["ungrounded"] == []
     assert out["reply"] == "it ships today."
     assert out["language"] == "en"
-    assert 0.0 < out["confidence"] <= 1.0
+    assert 0.0 < out["confidence"] <= math.exp(out["token_logprob"]) + 1e-3
     assert out["candidates"][0]["text"] == out["reply"]
     assert all(set(c) == {"text", "score"} for c in out["candidates"])
 
@@ -156,4 +157,13 @@ def test_a_turn_the_service_would_give_to_a_person_says_so(cli, env, tiny_model)
     assert "a person would answer" in chat.stderr
 
     env["CHATBOT_HANDOFF_MIN_SCORE"] = "-1e9"
+    per_token = sure["token_logprob"]
+    env["CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB"] = str(per_token - 0.01)
+    assert reply_json(cli, "where is my order", "--model", str(tiny_model))["handoff"] is None
+    env["CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB"] = str(per_token + 0.01)
+    assert reply_json(cli, "where is my order", "--model", str(tiny_model))["handoff"] == "low_confidence"
+    result = cli("reply", "where is my order", "--model", str(tiny_model))
+    assert f"under CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB {per_token + 0.01}" in result.stderr
+
+    env["CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB"] = "-1e9"
     assert reply_json(cli, "can i talk to a human please", "--model", str(tiny_model))["handoff"] == "asked_for_human"

@@ -119,6 +119,21 @@ def test_copy_bonus_adds_once_per_detail_word_of_each_rows_customer():
     assert out[3, 205] == -2.0 and out[3, 125] == -1.5 and out[2, 205] == -1.5
 
 
+def test_copy_bonus_once_withholds_it_from_every_word_already_written_in_marked_rows():
+    # row 0 (once): "policy" (130) written two steps ago gets nothing, so "refund policy policy" and
+    # "policy refund policy" lose their pull; row 1 (a Chinese conversation): only the word just written
+    bonus = CopyBonus(0.5, [[120, 130], [120, 130]], common_ids=100, once=[True, False])
+    written = torch.tensor([[130, 5], [130, 5]])  # one beam per batch row
+    out = run_pure(bonus, written, torch.full((2, 140), -2.0))
+    assert out[0, 130] == -2.0 and out[0, 120] == -1.5
+    assert out[1, 130] == -1.5 and out[1, 120] == -1.5
+    bound = bonus.for_rows(torch.tensor([1, 0]))  # the flag travels with its row
+    out = run_pure(bound, written, torch.full((2, 140), -2.0))
+    assert out[0, 130] == -1.5 and out[1, 130] == -2.0
+    with pytest.raises(ValueError, match="once has 1 entries for 2 rows"):
+        CopyBonus(0.5, [[120], [130]], once=[True])
+
+
 def test_copy_bonus_bound_to_a_row_layout_and_off_at_zero():
     bonus = CopyBonus(1.0, [[101], [102]], common_ids=100).for_rows(torch.tensor([1, 0, 1]))
     out = run_pure(bonus, torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 104))

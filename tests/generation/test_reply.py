@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -30,6 +32,19 @@ def test_one_batched_call_writes_every_learned_reply(trained):
         assert reply.candidates[0].text == reply.text and len(reply.candidates) == 3
         scores = [score for _, score in reply.candidates]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_token_logprob_is_the_score_without_the_length_penalty(trained):
+    """A short and a long reply the model is equally sure of get the same per-token figure, which the
+    hand-off threshold compares, though the length penalty scores them apart."""
+    generator = ReplyGenerator(trained.model, trained.vocab, config_for(trained.vocab, length_penalty=1.5))
+    replies = generator.generate([turns for turns, _ in trained.pairs])
+    for reply in replies:
+        n = len(tokenize(reply.text, "en")) + 1  # its words and EOS, each scored
+        assert reply.token_logprob == pytest.approx(reply.candidates[0].score * n**1.5 / n, rel=1e-5)
+        assert reply.token_logprob != pytest.approx(reply.candidates[0].score, rel=1e-3)
+        # confidence is the same per-token probability, shrunk only for a close runner-up
+        assert 0.5 * math.exp(reply.token_logprob) - 1e-6 <= reply.confidence <= math.exp(reply.token_logprob) + 1e-6
 
 
 def test_each_conversation_gets_the_reply_it_would_get_alone(trained):

@@ -15,6 +15,7 @@ class Reply:
     candidates: list[tuple[str, float]]
     attention: Any
     decoding: dict[str, Any]
+    token_logprob: float = 0.0
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ScriptedReplies:
 
     score: float = -0.5
     runner_up: float = -2.0
+    token_logprob: float = -0.8  # the best reply's mean log-prob per token
     gate: threading.Event = field(default_factory=lambda: _open_event())
     started: threading.Event = field(default_factory=threading.Event)
     batch_sizes: list[int] = field(default_factory=list)
@@ -46,7 +48,7 @@ class ScriptedReplies:
             out.append(Reply(text, language, self.score, candidates,
                              {"source": [t for _, turn in context for t in turn.split()], "target": text.split(),
                               "weights": [[0.5] * sum(len(turn.split()) for _, turn in context)] * len(text.split())},
-                             {"num_beams": 2}))
+                             {"num_beams": 2}, token_logprob=self.token_logprob))
         return out
 
 

@@ -67,6 +67,20 @@ def test_asking_for_a_person_hands_off_without_generating(service):
     assert [m.role for m in service.customer_messages(cid)[1]] == ["customer", "system", "customer"]
 
 
+def test_the_hand_off_notice_is_in_the_conversations_language(make_service, replies):
+    service = make_service(replies, handoff_min_token_logprob=-1.0)
+    zh, _ = service.start_conversation("zh")
+    asked = service.send(zh, "请转人工")
+    assert asked.handoff == "asked_for_human" and asked.notice.text == "好的，我们的工作人员马上就来为您服务。"
+    replies.token_logprob = -1.2
+    unsure, _ = service.start_conversation("zh")
+    assert service.send(unsure, "晚安").notice.text == "为了给您准确的答复，我们的工作人员马上就来为您服务。"
+    de, _ = service.start_conversation("de")
+    assert service.send(de, "晚安").notice.text.startswith("Damit Sie die richtige Antwort bekommen")
+    en, _ = service.start_conversation()
+    assert service.send(en, "hmm").notice.text.startswith("I want to get this right")
+
+
 def test_low_confidence_hands_off_and_keeps_the_draft(make_service, replies):
     service = make_service(replies, handoff_min_score=-0.4)  # the scripted best score is -0.5
     cid, _ = service.start_conversation()
@@ -77,6 +91,16 @@ def test_low_confidence_hands_off_and_keeps_the_draft(make_service, replies):
     who = _agent(service)
     _, transcript = service.transcript(who, cid)
     assert [m.review_state for m in transcript if m.role == "bot"] == ["draft"]
+
+
+def test_a_reply_unsure_word_by_word_hands_off(make_service, replies):
+    sure = make_service(replies, handoff_min_token_logprob=-1.0)  # the scripted reply's is -0.8
+    cid, _ = sure.start_conversation()
+    assert sure.send(cid, "hmm").reply is not None
+    replies.token_logprob = -1.2
+    cid, _ = sure.start_conversation()
+    result = sure.send(cid, "hmm")
+    assert result.status == "pending" and result.handoff == "low_confidence" and result.reply is None
 
 
 def test_small_margin_hands_off(make_service, replies):

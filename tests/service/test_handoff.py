@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.service.handoff import HandoffReason, HandoffRules, asks_for_human, decide
+from chatbot.service.handoff import NOTICES, HandoffReason, HandoffRules, asks_for_human, decide, notice
+from chatbot.text.tokenize import SUPPORTED_LANGUAGES
 
 RULES = HandoffRules(min_score=-2.0, min_margin=0.1, max_low_ratings=2)
 
@@ -41,6 +42,22 @@ def test_low_score_and_small_margin_hand_off():
     assert decide("hi", None, 0, RULES) is None  # nothing generated yet: only the words count
 
 
+def test_a_low_mean_log_prob_per_token_hands_off_whatever_the_score():
+    rules = HandoffRules(min_score=-9.0, min_margin=0.0, max_low_ratings=2, min_token_logprob=-1.5)
+    assert decide("hi", [("a", -0.3)], 0, rules, token_logprob=-1.6) is HandoffReason.LOW_CONFIDENCE
+    assert decide("hi", [("a", -0.7)], 0, rules, token_logprob=-1.4) is None  # a short reply: low score, sure words
+    assert decide("hi", [("a", -0.7)], 0, rules) is None  # unknown per-token figure: only the score counts
+    assert decide("talk to a human", [("a", -0.3)], 0, rules, token_logprob=-3.0) is HandoffReason.ASKED
+
+
 def test_repeated_low_ratings_hand_off():
     assert decide("hi", [("a", -0.1)], 1, RULES) is None
     assert decide("hi", [("a", -0.1)], 2, RULES) is HandoffReason.LOW_RATINGS
+
+
+def test_every_served_language_has_every_notice_and_others_get_english():
+    for language in SUPPORTED_LANGUAGES:
+        assert set(NOTICES[language]) == set(HandoffReason), language
+        assert len(set(NOTICES[language].values())) >= 4  # the reasons read differently
+    assert notice(HandoffReason.ASKED, "zh") != notice(HandoffReason.ASKED, "en")
+    assert notice(HandoffReason.ASKED, "ja") == notice(HandoffReason.ASKED, None) == NOTICES["en"][HandoffReason.ASKED]
