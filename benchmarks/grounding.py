@@ -93,7 +93,7 @@ def main() -> None:
     reference = sum(1 for pair, _, _, evidence in checks if ungrounded(pair.reply, evidence, pair.language))
     rules = HandoffRules.of(settings)
     low_confidence = sum(1 for (_, candidates, _, _), reply in zip(checks, replies)
-                         if low_confidence_of(candidates, rules, reply.token_logprob))
+                         if low_confidence_of(candidates, rules, reply.token_logprob) is not None)
 
     print(f"{args.data}: {len(dev)} pairs; model {model}; {n} candidates per reply "
           f"(beam {max(settings.num_beams, n)}, int8 {settings.quantize_int8}); decode {decode_s:.1f} s; "

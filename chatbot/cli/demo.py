@@ -122,25 +122,23 @@ def _say_grounding(verdict: Any) -> None:
         typer.echo(f"(not sent on its own by the service: {verdict.reason()}; an agent would answer)", err=True)
 
 
-def _handoff(settings: Settings, text: str, reply: Any) -> str | None:
-    """Why the service would give this turn to a person instead (asked for one, low confidence), or None."""
-    from chatbot.service.handoff import HandoffRules, decide
+def _handoff(settings: Settings, text: str, reply: Any) -> tuple[str | None, str | None]:
+    """Why the service would give this turn to a person instead (asked for one, low confidence), or None,
+    and for low confidence which threshold the reply is under."""
+    from chatbot.service.handoff import HandoffReason, HandoffRules, decide, low_confidence
 
-    reason = decide(text, [(c.text, c.score) for c in reply.candidates], 0, HandoffRules.of(settings),
-                    reply.token_logprob)
-    return reason.value if reason is not None else None
-
-
-def _say_handoff(settings: Settings, reason: str | None, reply: Any) -> None:
+    rules = HandoffRules.of(settings)
+    candidates = [(c.text, c.score) for c in reply.candidates]
+    reason = decide(text, candidates, 0, rules, reply.token_logprob)
     if reason is None:
-        return
-    why = reason.replace("_", " ")
-    if reason == "low_confidence" and reply.token_logprob < settings.handoff_min_token_logprob:
-        why = (f"mean log-prob per token {reply.token_logprob:.3f} under CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB "
-               f"{settings.handoff_min_token_logprob}")
-    elif reason == "low_confidence" and reply.candidates:
-        why = f"score {reply.candidates[0].score:.3f} under CHATBOT_HANDOFF_MIN_SCORE {settings.handoff_min_score}"
-    typer.echo(f"(not sent by the service: {why}; a person would answer)", err=True)
+        return None, None
+    why = low_confidence(candidates, rules, reply.token_logprob) if reason is HandoffReason.LOW_CONFIDENCE else None
+    return reason.value, why or reason.value.replace("_", " ")
+
+
+def _say_handoff(reason: str | None, why: str | None) -> None:
+    if reason is not None:
+        typer.echo(f"(not sent by the service: {why}; a person would answer)", err=True)
 
 
 # --- chatbot reply / chat ---------------------------------------------------------------------------
@@ -168,7 +166,7 @@ def reply_cmd(
     turns = [("customer", text)]
     reply = _generate(generator, turns, language)
     verdict = _ground(settings, _company_facts(settings), [text], reply)
-    handoff = _handoff(settings, text, reply)
+    handoff, why = _handoff(settings, text, reply)
     if as_json:
         out = reply_json(reply) | {"handoff": handoff}
         if verdict is not None:
@@ -177,7 +175,7 @@ def reply_cmd(
         return
     typer.echo(_sent_text(reply, verdict))
     typer.echo(f"(language {reply.language}, confidence {reply.confidence:.2f})", err=True)
-    _say_handoff(settings, handoff, reply)
+    _say_handoff(handoff, why)
     _say_grounding(verdict)
     for candidate in reply.candidates[1:]:
         typer.echo(f"  alt {candidate.score:7.3f}  {candidate.text}", err=True)
@@ -223,7 +221,7 @@ def chat_cmd(
         if verdict is None or verdict.grounded:  # a flagged reply's details must not ground the next one
             sources.append(turns[-1][1])
         typer.echo(f"bot> {turns[-1][1]}")
-        _say_handoff(settings, _handoff(settings, text, reply), reply)
+        _say_handoff(*_handoff(settings, text, reply))
         _say_grounding(verdict)
 
 

@@ -2,8 +2,8 @@
 
 Three reasons, checked in this order: the customer asks for a person; the bot's best reply is not
 confident enough (its mean log-probability per token or its search score is under a threshold, or it
-barely beats the runner-up, which means the model is torn between different answers); or the customer already disliked
-several bot replies in this conversation. A fourth, ``UNGROUNDED`` (every candidate within the margin
+barely beats the runner-up, which means the model is torn between different answers); or the customer
+already disliked several bot replies in this conversation. A fourth, ``UNGROUNDED`` (every candidate within the margin
 states a detail nobody gave), needs the conversation and the company facts and is decided by the service
 with ``chatbot.service.grounding``.
 """
@@ -73,19 +73,22 @@ def asks_for_human(text: str) -> bool:
 
 
 def low_confidence(candidates: Sequence[tuple[str, float]], rules: HandoffRules,
-                   token_logprob: float | None = None) -> bool:
-    """The best reply's mean log-prob per token (``token_logprob``, when known) under ``min_token_logprob``,
-    its search score under ``min_score``, or its score within ``min_margin`` of the runner-up's."""
+                   token_logprob: float | None = None) -> str | None:
+    """Which confidence rule the best reply breaks, in words for the operator, or ``None``: its mean log-prob
+    per token (``token_logprob``, when known) under ``min_token_logprob``, its search score under
+    ``min_score``, or its score within ``min_margin`` of the runner-up's."""
     if not candidates:
-        return True
+        return "no candidate"
     if token_logprob is not None and token_logprob < rules.min_token_logprob:
-        return True
+        return (f"mean log-prob per token {token_logprob:.3f} under CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB "
+                f"{rules.min_token_logprob}")
     best = candidates[0][1]
     if best < rules.min_score:
-        return True
-    if len(candidates) > 1 and rules.min_margin > 0:
-        return best - candidates[1][1] < rules.min_margin
-    return False
+        return f"score {best:.3f} under CHATBOT_HANDOFF_MIN_SCORE {rules.min_score}"
+    if len(candidates) > 1 and rules.min_margin > 0 and best - candidates[1][1] < rules.min_margin:
+        return (f"lead {best - candidates[1][1]:.3f} over the runner-up under CHATBOT_HANDOFF_MIN_MARGIN "
+                f"{rules.min_margin}")
+    return None
 
 
 def decide(
@@ -104,7 +107,7 @@ def decide(
         return HandoffReason.ASKED
     if low_ratings >= rules.max_low_ratings:
         return HandoffReason.LOW_RATINGS
-    if candidates is not None and low_confidence(candidates, rules, token_logprob):
+    if candidates is not None and low_confidence(candidates, rules, token_logprob) is not None:
         return HandoffReason.LOW_CONFIDENCE
     return None
 

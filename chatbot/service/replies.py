@@ -77,10 +77,9 @@ class Replies:
                  ) -> MessageView:
         """``detail`` (e.g. "ungrounded details: 12 pm") is for the agents: kept in the notice's meta, never
         in the text the customer reads, which is in the conversation's language."""
-        state = repo.conversation_state(s, conversation_id)
-        repo.set_status(s, conversation_id, "pending")
+        conversation = repo.set_status(s, conversation_id, "pending")
         meta = {"handoff": reason.value, **({"reason": detail} if detail else {})}
-        text = notice(reason, state.language if state is not None else None)
+        text = notice(reason, conversation.language)
         return MessageView.of(repo.store_message(s, conversation_id, "system", text, meta=meta))
 
     def store(self, s: Session, conversation_id: int, mine: MessageView, text: str, generated: Any,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.service.handoff import NOTICES, HandoffReason, HandoffRules, asks_for_human, decide, notice
+from chatbot.service.handoff import (
+    NOTICES,
+    HandoffReason,
+    HandoffRules,
+    asks_for_human,
+    decide,
+    low_confidence,
+    notice,
+)
 from chatbot.text.tokenize import SUPPORTED_LANGUAGES
 
 RULES = HandoffRules(min_score=-2.0, min_margin=0.1, max_low_ratings=2)
@@ -48,6 +56,14 @@ def test_a_low_mean_log_prob_per_token_hands_off_whatever_the_score():
     assert decide("hi", [("a", -0.7)], 0, rules, token_logprob=-1.4) is None  # a short reply: low score, sure words
     assert decide("hi", [("a", -0.7)], 0, rules) is None  # unknown per-token figure: only the score counts
     assert decide("talk to a human", [("a", -0.3)], 0, rules, token_logprob=-3.0) is HandoffReason.ASKED
+
+
+def test_low_confidence_says_which_rule_the_reply_breaks():
+    rules = HandoffRules(min_score=-2.0, min_margin=0.1, max_low_ratings=2, min_token_logprob=-1.5)
+    assert "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB -1.5" in low_confidence([("a", -0.3)], rules, token_logprob=-1.6)
+    assert "CHATBOT_HANDOFF_MIN_SCORE -2.0" in low_confidence([("a", -2.5)], rules, token_logprob=-1.0)
+    assert "CHATBOT_HANDOFF_MIN_MARGIN 0.1" in low_confidence([("a", -0.50), ("b", -0.55)], rules)
+    assert low_confidence([("a", -0.50), ("b", -0.70)], rules, token_logprob=-1.0) is None
 
 
 def test_repeated_low_ratings_hand_off():
