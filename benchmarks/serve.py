@@ -330,11 +330,19 @@ def collect_models(args: argparse.Namespace, work: Path) -> list[Model]:
     return models
 
 
-def decode_latency(models: list[Model], runs: int) -> tuple[list[dict[str, float | str]], str]:
+def decode_latency(models: list[Model], runs: int, fixed_tokens: int) -> tuple[list[dict[str, float | str]], str]:
     """Batch-1 int8 decode latency per model, as a decoder process serves one customer alone, and a line
     naming the setup. Each run decodes every context with one model, then with the next (the order flips
     every run): a model's weights stay in cache for its block, as they do in a server that holds one model,
-    and the models still take turns every few hundred milliseconds."""
+    and the models still take turns every few hundred milliseconds.
+
+    Two measures, because a reply's latency is its decoding cost per token times its length, and two
+    models seldom write replies of the same length: ``as served`` decodes with the serving settings (what a
+    customer waits for, longer replies included), ``fixed`` makes every reply exactly ``fixed_tokens`` long
+    (EOS blocked until then), so both models do the same number of steps and only the cost of a step
+    differs."""
+    import dataclasses
+
     import torch
 
     from chatbot.service.generator import ReplyGenerator
@@ -348,54 +356,73 @@ def decode_latency(models: list[Model], runs: int) -> tuple[list[dict[str, float
     dropped = sorted({lang for lang, _ in LATENCY_CONTEXTS} - {lang for lang, _ in contexts})
     if not contexts:
         raise SystemExit("the models share no language of the latency conversations")
+    fixed: dict[str, ReplyGenerator] = {}
+    for label, generator in generators.items():
+        fixed[label] = copy_of = ReplyGenerator(
+            generator.model, generator.vocab, dataclasses.replace(
+                generator.config, min_new_tokens=fixed_tokens, max_new_tokens=fixed_tokens),
+            languages=generator.languages, max_turns=generator.max_turns, max_tokens=generator.max_tokens)
+        copy_of.loaded = generator.loaded
     times: dict[str, list[tuple[str, float]]] = {label: [] for label in generators}
+    fixed_times: dict[str, list[float]] = {label: [] for label in generators}
     tokens: dict[str, list[int]] = {label: [] for label in generators}
     for run in range(-1, runs):  # run -1 warms up (lazy imports, quantized kernels) untimed
-        order = list(generators.items())
-        for label, generator in order if run % 2 == 0 else order[::-1]:
+        order = list(generators)
+        for label in order if run % 2 == 0 else order[::-1]:
             for lang, turns in contexts:
                 start = time.perf_counter()
-                reply = generator.generate([turns], language=lang)[0]
+                reply = generators[label].generate([turns], language=lang)[0]
                 elapsed = (time.perf_counter() - start) * 1000
+                start = time.perf_counter()
+                fixed[label].generate([turns], language=lang)
+                fixed_elapsed = (time.perf_counter() - start) * 1000
                 if run >= 0:
                     times[label].append((lang, elapsed))
+                    fixed_times[label].append(fixed_elapsed)
                     tokens[label].append(len(reply.attention["target_tokens"]) if reply.attention else 0)
     rows: list[dict[str, float | str]] = []
     for label, measured in times.items():
         all_ms = [ms for _, ms in measured]
         row: dict[str, float | str] = {"model": label, "p50_ms": statistics.median(all_ms),
                                        "p95_ms": statistics.quantiles(all_ms, n=20, method="inclusive")[18],
+                                       "mean_ms": statistics.fmean(all_ms),
                                        "tokens": statistics.fmean(tokens[label]),
-                                       # what a step costs, apart from how long the model's replies are
-                                       "ms_per_token": statistics.median(ms / max(n, 1) for (_, ms), n
-                                                                         in zip(measured, tokens[label]))}
+                                       "fixed_p50_ms": statistics.median(fixed_times[label]),
+                                       "fixed_mean_ms": statistics.fmean(fixed_times[label])}
         for lang in dict.fromkeys(lang for lang, _ in contexts):
             row[f"p50 {lang}"] = statistics.median(ms for language, ms in measured if language == lang)
+            row[f"tokens {lang}"] = statistics.fmean(n for (language, _), n in zip(measured, tokens[label])
+                                                     if language == lang)
         rows.append(row)
     c = next(iter(generators.values())).config
     setup = (f"batch-1 int8 decode, serving settings (beam {c.num_beams}, at most {c.max_new_tokens} new tokens, "
              f"repetition {c.repetition_penalty}, no-repeat {c.no_repeat_ngram_size}, "
              f"{c.num_return_sequences} returned), {torch.get_num_threads()} torch thread(s); "
-             f"{runs} runs x {len(contexts)} conversations per model"
+             f"{runs} runs x {len(contexts)} conversations per model; 'fixed': the same with every reply "
+             f"exactly {fixed_tokens} tokens long"
              + (f"; skipped {', '.join(dropped)}: not served by every model" if dropped else ""))
     return rows, setup
 
 
 def print_latency(rows: list[dict[str, float | str]], setup: str, width: int) -> None:
     print(setup)
-    langs = [k for k in rows[0] if k.startswith("p50 ")]
-    print(f"{'model':<{width}} {'p50 ms':>8} {'p95 ms':>8} " + " ".join(f"{k:>8}" for k in langs)
-          + f" {'tokens':>7} {'ms/token':>8}")
+    langs = [k[4:] for k in rows[0] if k.startswith("p50 ")]
+    print(f"{'model':<{width}} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} "
+          + " ".join(f"{'p50 ' + lang:>8}" for lang in langs) + f" {'tokens':>7} "
+          + " ".join(f"{'tok ' + lang:>7}" for lang in langs) + f" {'fixed p50':>10} {'fixed mean':>10}")
     for r in rows:
-        print(f"{r['model']:<{width}} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              + " ".join(f"{r[k]:>8.1f}" for k in langs) + f" {r['tokens']:>7.1f} {r['ms_per_token']:>8.2f}")
+        print(f"{r['model']:<{width}} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['mean_ms']:>8.1f} "
+              + " ".join(f"{r['p50 ' + lang]:>8.1f}" for lang in langs) + f" {r['tokens']:>7.1f} "
+              + " ".join(f"{r['tokens ' + lang]:>7.1f}" for lang in langs)
+              + f" {r['fixed_p50_ms']:>10.1f} {r['fixed_mean_ms']:>10.1f}")
     base = rows[0]
     for r in rows[1:]:
-        print(f"batch-1 decode, {r['model']} vs {base['model']}: p50 {r['p50_ms']:.1f} vs {base['p50_ms']:.1f} ms "
-              f"x{ratio(r['p50_ms'], base['p50_ms']):.2f}, p95 {r['p95_ms']:.1f} vs {base['p95_ms']:.1f} ms "
-              f"x{ratio(r['p95_ms'], base['p95_ms']):.2f}, per token {r['ms_per_token']:.2f} vs "
-              f"{base['ms_per_token']:.2f} ms x{ratio(r['ms_per_token'], base['ms_per_token']):.2f} "
-              "(new/old: above 1 is slower)")
+        print(f"batch-1 decode, {r['model']} vs {base['model']} (new/old: above 1 is slower): "
+              + ", ".join(f"{name} {r[key]:.1f} vs {base[key]:.1f} ms x{ratio(r[key], base[key]):.2f}"
+                          for name, key in (("as served p50", "p50_ms"), ("p95", "p95_ms"), ("mean", "mean_ms"),
+                                            ("fixed-length p50", "fixed_p50_ms"),
+                                            ("fixed-length mean", "fixed_mean_ms")))
+              + f"; reply tokens {r['tokens']:.1f} vs {base['tokens']:.1f}")
 
 
 def main() -> None:
@@ -419,6 +446,8 @@ def main() -> None:
                         "goes first); comparisons use the median")
     parser.add_argument("--latency", action="store_true", help="also measure batch-1 int8 decode latency per model")
     parser.add_argument("--latency-runs", type=int, default=50, help="decodes of every latency conversation per model")
+    parser.add_argument("--fixed-tokens", type=int, default=16,
+                        help="reply length of --latency's fixed-length measure (the same work for every model)")
     args = parser.parse_args()
     if not (args.model_dir or args.tiny or args.model_rev):
         parser.error("name a model: --model-dir, --tiny or --model-rev")
@@ -426,7 +455,7 @@ def main() -> None:
     models = collect_models(args, work)
     width = max(5, *(len(m.label) for m in models))
     several = len(models) > 1
-    latency = decode_latency(models, args.latency_runs) if args.latency else None  # before any server runs
+    latency = decode_latency(models, args.latency_runs, args.fixed_tokens) if args.latency else None  # before any server runs
     paces = [0.0] + ([args.think_ms] if args.think_ms > 0 else [])
     rows: list[tuple[float, int, str, str, dict[str, float]]] = []  # (think, customers, server, model, figures)
     servers: list[tuple[str, int, int, int | None]] = []
