@@ -26,6 +26,7 @@ from chatbot.store.db import InvalidValue, NotFound, StoreUnavailable, check_id
 from chatbot.store.manager import ConversationStore
 from chatbot.store.models import Message
 from chatbot.store.textpolicy import check_language, clean_text
+from chatbot.text.tokenize import written_language
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +116,16 @@ class CustomerChat:
         message = self.replies.append(s, conversation_id, "customer", text, client_key=client_key)
         mine = MessageView.of(message)
         assert state is not None  # the append found the conversation
+        language = state.language  # before a hand-off, so its notice is in the customer's language too
+        written = written_language(text, language)
+        if written != language and repo.adopt_written_language(s, conversation_id, written):
+            language = written
         if state.status == "bot" and decide(text, None, 0, self.replies.rules) is HandoffReason.ASKED:
             notice = self.replies.hand_off(s, conversation_id, HandoffReason.ASKED)
             return SendResult(conversation_id, "pending", mine, notice=notice, handoff=HandoffReason.ASKED.value)
         if state.status != "bot":
             return SendResult(conversation_id, state.status, mine)
-        return self.replies.pending(s, conversation_id, mine, state.language)
+        return self.replies.pending(s, conversation_id, mine, language)
 
     def request_human(self, conversation_id: int) -> SendResult | None:
         """The "talk to a person" button: same as asking in words, without a customer message."""

@@ -144,6 +144,17 @@ def conversation_state(session: Session, conversation_id: int) -> ConversationSt
     return ConversationState(*row) if row is not None else None
 
 
+def adopt_written_language(session: Session, conversation_id: int, language: str) -> bool:
+    """Set the conversation's language to the one its customer writes in, while the customer has written
+    only one message (the one just stored); later messages never change it. True when it changed."""
+    customer_messages = (select(func.count()).where(_MESSAGES.c.conversation_id == conversation_id,
+                                                    _MESSAGES.c.role == "customer").scalar_subquery())
+    changed = session.execute(update(_CONVERSATIONS).where(
+        _CONVERSATIONS.c.id == conversation_id, _CONVERSATIONS.c.language != language, customer_messages == 1,
+    ).values(language=language))
+    return bool(changed.rowcount)
+
+
 def set_status(
     session: Session, conversation_id: int, new_status: str, *, agent_id: int | None = None
 ) -> Conversation:

@@ -179,3 +179,19 @@ def detect_language(text: str) -> str:
     cjk = len(_CJK_RE.findall(text))
     words = len(_LATIN_WORD_RE.findall(_CJK_RE.sub(" ", text)))
     return "zh" if cjk > words else "en"
+
+
+def written_language(text: str, chosen: str) -> str:
+    """The language a customer writes ``text`` in, given the language the conversation was started in.
+
+    A customer who leaves a page's language menu at English and writes Chinese wants Chinese replies (and
+    one who picked Chinese and writes English, English ones): the script decides between Chinese and the
+    Latin-script languages, and within a script the choice stands ("fr" stays "fr"). Text with no words of
+    the other script (a number, an order id such as "A1234", an emoji) keeps the choice, and so does a name
+    in the other script inside a sentence ("book 北京饭店 please": a Chinese word is about two characters).
+    """
+    cjk = len(_CJK_RE.findall(text))
+    words = sum(len(w) > 1 for w in _LATIN_WORD_RE.findall(_CJK_RE.sub(" ", text)))
+    if chosen == "zh":
+        return "en" if words and not cjk else chosen
+    return "zh" if cjk > 2 * words else chosen

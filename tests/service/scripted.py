@@ -32,10 +32,12 @@ class ScriptedReplies:
     gate: threading.Event = field(default_factory=lambda: _open_event())
     started: threading.Event = field(default_factory=threading.Event)
     batch_sizes: list[int] = field(default_factory=list)
+    languages: list[str | None] = field(default_factory=list)  # the language of every decoded batch
     scripts: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
     def generate(self, contexts: list[list[tuple[str, str]]], language: str | None = None) -> list[Reply]:
         self.batch_sizes.append(len(contexts))
+        self.languages.append(language)
         self.started.set()
         assert self.gate.wait(10), "test gate never opened"
         out = []

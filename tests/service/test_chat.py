@@ -12,7 +12,7 @@ from chatbot.service.auth import AuthError, Forbidden
 from chatbot.service.batching import Busy
 from chatbot.store import registry
 from chatbot.store.db import IllegalTransition, InvalidMessage
-from chatbot.store.models import AuditLog, Message, Review
+from chatbot.store.models import AuditLog, Conversation, Message, Review
 
 
 def _agent(service, name="ana", role="agent"):
@@ -76,9 +76,44 @@ def test_the_hand_off_notice_is_in_the_conversations_language(make_service, repl
     unsure, _ = service.start_conversation("zh")
     assert service.send(unsure, "晚安").notice.text == "为了给您准确的答复，我们的工作人员马上就来为您服务。"
     de, _ = service.start_conversation("de")
-    assert service.send(de, "晚安").notice.text.startswith("Damit Sie die richtige Antwort bekommen")
+    assert service.send(de, "Gute Nacht").notice.text.startswith("Damit Sie die richtige Antwort bekommen")
     en, _ = service.start_conversation()
     assert service.send(en, "hmm").notice.text.startswith("I want to get this right")
+
+
+def _language(service, conversation_id: int) -> str:
+    with service.store.transaction(read_only=True) as s:
+        return s.get(Conversation, conversation_id).language
+
+
+def test_a_conversation_takes_the_language_its_customer_writes_in(scripted_service, replies):
+    """A page's language menu left at English, then Chinese typed: the replies are decoded in Chinese, and
+    the conversation is stored as Chinese (what its notices, the agent console and training read)."""
+    service = scripted_service
+    menu_left_at_english, _ = service.start_conversation()
+    assert service.send(menu_left_at_english, "你好，我想找一家酒店").reply is not None
+    assert replies.languages[-1] == "zh" and _language(service, menu_left_at_english) == "zh"
+    service.send(menu_left_at_english, "ok thanks")  # only the first message decides
+    assert replies.languages[-1] == "zh" and _language(service, menu_left_at_english) == "zh"
+
+    picked_chinese, _ = service.start_conversation("zh")
+    service.send(picked_chinese, "A1234 12345")  # an order number is no language: the choice stands
+    assert _language(service, picked_chinese) == "zh"
+    picked_chinese_wrote_english, _ = service.start_conversation("zh")
+    service.send(picked_chinese_wrote_english, "Where is my order?")
+    assert replies.languages[-1] == "en" and _language(service, picked_chinese_wrote_english) == "en"
+
+    french, _ = service.start_conversation("fr")
+    service.send(french, "Bonjour, où est ma commande ?")  # the same script: the choice stands
+    assert replies.languages[-1] == "fr" and _language(service, french) == "fr"
+    english, _ = service.start_conversation()
+    service.send(english, "hello")
+    service.send(english, "你好")
+    assert replies.languages[-1] == "en" and _language(service, english) == "en"
+
+    asks_in_chinese, _ = service.start_conversation()
+    asked = service.send(asks_in_chinese, "请转人工")  # the hand-off notice follows the customer's language
+    assert asked.handoff == "asked_for_human" and asked.notice.text == "好的，我们的工作人员马上就来为您服务。"
 
 
 def test_low_confidence_hands_off_and_keeps_the_draft(make_service, replies):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from chatbot.text.special import PLACEHOLDERS, SPEAKER_TOKENS, language_token
-from chatbot.text.tokenize import SUPPORTED_LANGUAGES, detect_language, detokenize, normalize, tokenize
+from chatbot.text.tokenize import (
+    SUPPORTED_LANGUAGES,
+    detect_language,
+    detokenize,
+    normalize,
+    tokenize,
+    written_language,
+)
 
 EN = [
     "I don't know, it's fine!",
@@ -97,3 +104,21 @@ def test_unsupported_language_is_a_clear_error() -> None:
 )
 def test_detect_language(text: str, language: str) -> None:
     assert detect_language(text) == language
+
+
+@pytest.mark.parametrize(("text", "chosen", "language"), [
+    ("你好，我想找一家酒店", "en", "zh"),  # the menu left at English, Chinese typed
+    ("你好", "fr", "zh"),
+    ("Where is my order?", "zh", "en"),  # Chinese picked, English typed
+    ("Bonjour, où est ma commande ?", "fr", "fr"),  # the same script: the choice stands
+    ("Wo ist meine Bestellung?", "en", "en"),  # no way to tell German from English by script: nor does it try
+    ("A1234 12345", "zh", "zh"),  # an order id is no language
+    ("ok", "zh", "en"),
+    ("12345", "zh", "zh"),  # a number is no language
+    ("🙂", "en", "en"),
+    ("我想订 Blue Bottle 的位子", "en", "zh"),  # a Latin name inside Chinese
+    ("book 北京饭店 please", "en", "en"),  # a Chinese name inside English
+    ("好的 ok", "zh", "zh"),
+])
+def test_written_language(text: str, chosen: str, language: str) -> None:
+    assert written_language(text, chosen) == language
