@@ -225,7 +225,8 @@ def run_k(k: int, base_model: Path, work: Path, *, replay_data: list[str], eval_
     data_dir = work / f"k{k}"
     env = {**os.environ, "CHATBOT_DATA_DIR": str(data_dir), "CHATBOT_REVIEW_MODE": "auto",
            "CHATBOT_HANDOFF_MIN_SCORE": "-1e9",
-           "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9", "CHATBOT_GROUNDING": "false", "CHATBOT_TORCH_THREADS": "1",
+           "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9", "CHATBOT_HANDOFF_REPEATS": "false",
+           "CHATBOT_GROUNDING": "false", "CHATBOT_TORCH_THREADS": "1",
            "CHATBOT_DECODERS": "1", "CHATBOT_ACCESS_LOG": "false",
            "CHATBOT_NIGHTLY_REPLAY_DATA": json.dumps(replay_data), "CHATBOT_NIGHTLY_EVAL_DATA": json.dumps(eval_data),
            "CHATBOT_NIGHTLY_EVAL_LIMIT": str(eval_limit), **(extra_env or {})}

@@ -130,7 +130,7 @@ def start_server(model_dir: Path, data_dir: Path, batch: int, threads: int = 40,
            # Every reply goes back to the customer: with hand-offs (low score, or grounding's ungrounded details)
            # a conversation leaves the bot and its later messages measure nothing.
            "CHATBOT_HANDOFF_MIN_SCORE": "-1e9",
-           "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9", "CHATBOT_GROUNDING": "false"}
+           "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9", "CHATBOT_HANDOFF_REPEATS": "false", "CHATBOT_GROUNDING": "false"}
     if decoders is not None:
         env["CHATBOT_DECODERS"] = str(decoders)
     proc = subprocess.Popen([sys.executable, "-c", "from chatbot.cli import main; main()", "serve", "--port", str(port)],

@@ -249,7 +249,7 @@ def main() -> None:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")},
                "CHATBOT_DATABASE_URL": database_url, "CHATBOT_DATA_DIR": str(Path(work) / "data"),
                "CHATBOT_MODEL_DIR": args.model_dir, "CHATBOT_HANDOFF_MIN_SCORE": "-1e9",
-               "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9",
+               "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9", "CHATBOT_HANDOFF_REPEATS": "false",
                "CHATBOT_ACCESS_LOG": "false"}
         log = Path(work) / "serve.log"
         proc = subprocess.Popen([sys.executable, "-c", "from chatbot.cli import main; main()", "serve", "--port",

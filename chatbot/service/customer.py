@@ -95,7 +95,8 @@ class CustomerChat:
         # Pure CPU, outside both transactions: the write lock is not held while details are matched.
         verdict = self.replies.ground(generated.reply, sources, language)
         result = self.writes.run(lambda s: self.replies.store(s, conversation_id, mine, text, generated, verdict,
-                                                              only_if_unanswered=client_key is not None))
+                                                              only_if_unanswered=client_key is not None,
+                                                              context=context))
         if self.shadow is not None:  # never blocks: a full or busy shadow queue drops the sample
             self.shadow.offer(ShadowJob(conversation_id, mine.seq, context, language,
                                         getattr(generated.model_key, "version_id", None)))
@@ -196,7 +197,7 @@ class CustomerChat:
                         conversation_id, seq, exc)
             return self.writes.run(lambda s: self._hand_off_unanswered(s, conversation_id, mine))
         return self.writes.run(lambda s: self.replies.store(s, conversation_id, mine, mine.text, generated, verdict,
-                                                            only_if_unanswered=True))
+                                                            only_if_unanswered=True, context=context))
 
     def _hand_off_unanswered(self, s: Session, conversation_id: int, mine: MessageView) -> SendResult | None:
         conversation = repo.lock_conversation(s, conversation_id)

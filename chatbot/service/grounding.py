@@ -76,14 +76,16 @@ class GroundingVerdict:
 
 
 def choose(candidates: Sequence[tuple[str, float]], ungrounded_details: Sequence[Sequence[str]],
-           margin: float) -> int | None:
+           margin: float, allowed: Sequence[bool] | None = None) -> int | None:
     """The rank of the highest-scoring non-empty candidate with no ungrounded detail whose score is at most
-    ``margin`` below the best candidate's; ``None`` when there is none."""
+    ``margin`` below the best candidate's (and that ``allowed`` allows, when given); ``None`` when there is
+    none."""
     if not candidates:
         return None
     best = max(score for _, score in candidates)
-    eligible = [rank for rank, ((text, score), missing) in enumerate(zip(candidates, ungrounded_details))
-                if best - score <= margin and text.strip() and not missing]
+    allowed = [True] * len(candidates) if allowed is None else allowed
+    eligible = [rank for rank, ((text, score), missing, ok) in enumerate(zip(candidates, ungrounded_details, allowed))
+                if best - score <= margin and text.strip() and not missing and ok]
     return max(eligible, key=lambda rank: (candidates[rank][1], -rank)) if eligible else None
 
 

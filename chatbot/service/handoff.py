@@ -5,7 +5,9 @@ confident enough (its mean log-probability per token or its search score is unde
 barely beats the runner-up, which means the model is torn between different answers); or the customer
 already disliked several bot replies in this conversation. A fourth, ``UNGROUNDED`` (every candidate within the margin
 states a detail nobody gave), needs the conversation and the company facts and is decided by the service
-with ``chatbot.service.grounding``.
+with ``chatbot.service.grounding``. A fifth, ``REPEATING``: every candidate the service could send says
+again what the customer was already told (``repeats``), so the bot is going round in circles ("What time would
+you like to book the table for?" after the customer gave the time and confirmed) and a person should take over.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class HandoffReason(str, Enum):
     LOW_RATINGS = "low_ratings"
     UNGROUNDED = "ungrounded_details"  # decided by the service (chatbot.service.grounding), not by ``decide``
     UNANSWERED = "unanswered"  # a stored message the bot could not answer (a fault, a restart): chatbot.service.recovery
+    REPEATING = "repeating"  # the reply would say again what the customer was told last turn (``repeats``)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,42 @@ def low_confidence(candidates: Sequence[tuple[str, float]], rules: HandoffRules,
     return None
 
 
+_UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")  # a CJK character, or a run of letters/digits
+MIN_REPEAT_WORDS = 4  # "You're welcome." / "不客气。" said twice to two thank-yous is no loop
+REPEAT_SHARE = 0.8  # "...book the table?" after "...book the table for?" is the same question
+
+
+def _units(text: str) -> list[str]:
+    """Words (case and accents folded, punctuation dropped), a Chinese character each."""
+    return _UNIT.findall(fold(text))
+
+
+def _contains(longer: list[str], shorter: list[str]) -> bool:
+    n = len(shorter)
+    return any(longer[i:i + n] == shorter for i in range(len(longer) - n + 1))
+
+
+def repeats(reply: str, context: Sequence[tuple[str, str]]) -> bool:
+    """Whether ``reply`` says again what the customer was already told in ``context`` (the turns the reply is
+    generated from, oldest first): the same words in the same order, case and punctuation aside, or all but
+    a word or two of them ("What time would you like to book the table?" after "... book the table for?":
+    one holds the other and is at least ``REPEAT_SHARE`` of its length). A bot going round in circles comes
+    back to an earlier question as well as to the last one. Replies shorter than ``MIN_REPEAT_WORDS`` words
+    (two Chinese characters a word) never count: courtesies recur."""
+    mine = _units(reply)
+    cjk = sum(len(u) == 1 and "\u3400" <= u <= "\ufaff" for u in mine)
+    if len(mine) - cjk + cjk / 2 < MIN_REPEAT_WORDS:
+        return False
+    for role, text in context:
+        if role == "customer":
+            continue
+        said = _units(text)
+        shorter, longer = sorted((mine, said), key=len)
+        if len(shorter) >= REPEAT_SHARE * len(longer) and _contains(longer, shorter):
+            return True
+    return False
+
+
 def decide(
     customer_text: str,
     candidates: Sequence[tuple[str, float]] | None,
@@ -121,6 +160,7 @@ NOTICES: dict[str, dict[HandoffReason, str]] = {
         HandoffReason.LOW_RATINGS: "Sorry I have not been helpful. A person from our team will join shortly.",
         HandoffReason.UNGROUNDED: "I want to get this right, so a person from our team will join shortly.",
         HandoffReason.UNANSWERED: "Sorry for the wait. A person from our team will join this conversation shortly.",
+        HandoffReason.REPEATING: "I don't seem to be getting this right, so a person from our team will join shortly.",
     },
     "zh": {
         HandoffReason.ASKED: "好的，我们的工作人员马上就来为您服务。",
@@ -128,6 +168,7 @@ NOTICES: dict[str, dict[HandoffReason, str]] = {
         HandoffReason.LOW_RATINGS: "抱歉没能帮到您，我们的工作人员马上就来为您服务。",
         HandoffReason.UNGROUNDED: "为了给您准确的答复，我们的工作人员马上就来为您服务。",
         HandoffReason.UNANSWERED: "抱歉让您久等了，我们的工作人员马上就来为您服务。",
+        HandoffReason.REPEATING: "抱歉我没能理解清楚，我们的工作人员马上就来为您服务。",
     },
     "de": {
         HandoffReason.ASKED: "Gerne. Eine Person aus unserem Team kommt gleich in dieses Gespräch.",
@@ -138,6 +179,7 @@ NOTICES: dict[str, dict[HandoffReason, str]] = {
         HandoffReason.UNGROUNDED: "Damit Sie die richtige Antwort bekommen, kommt gleich eine Person aus unserem "
                                   "Team dazu.",
         HandoffReason.UNANSWERED: "Entschuldigung für die Wartezeit. Eine Person aus unserem Team kommt gleich dazu.",
+        HandoffReason.REPEATING: "Ich komme hier nicht weiter. Eine Person aus unserem Team kommt gleich dazu.",
     },
     "es": {
         HandoffReason.ASKED: "Por supuesto. Una persona de nuestro equipo se unirá a esta conversación enseguida.",
@@ -147,6 +189,8 @@ NOTICES: dict[str, dict[HandoffReason, str]] = {
         HandoffReason.UNGROUNDED: "Para darle la respuesta correcta, una persona de nuestro equipo se unirá "
                                   "enseguida.",
         HandoffReason.UNANSWERED: "Perdone la espera. Una persona de nuestro equipo se unirá enseguida.",
+        HandoffReason.REPEATING: "Parece que no le estoy entendiendo bien. Una persona de nuestro equipo se unirá "
+                                 "enseguida.",
     },
     "fr": {
         HandoffReason.ASKED: "Bien sûr. Une personne de notre équipe va rejoindre cette conversation.",
@@ -157,6 +201,8 @@ NOTICES: dict[str, dict[HandoffReason, str]] = {
         HandoffReason.UNGROUNDED: "Pour vous donner la bonne réponse, une personne de notre équipe va vous "
                                   "rejoindre.",
         HandoffReason.UNANSWERED: "Désolé pour l'attente. Une personne de notre équipe va vous rejoindre.",
+        HandoffReason.REPEATING: "Je n'arrive pas à vous aider correctement. Une personne de notre équipe va vous "
+                                 "rejoindre.",
     },
 }
 

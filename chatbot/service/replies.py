@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from chatbot.service.batching import Busy, GenerationWorker, NoModel
-from chatbot.service.grounding import Grounder, GroundingSources, GroundingVerdict
-from chatbot.service.handoff import HandoffReason, HandoffRules, decide, notice
+from chatbot.service.grounding import Grounder, GroundingSources, GroundingVerdict, choose
+from chatbot.service.handoff import HandoffReason, HandoffRules, decide, notice, repeats
 from chatbot.service.views import MessageView, SendResult
 from chatbot.settings import Settings
 from chatbot.store import conversations as repo
@@ -83,8 +84,10 @@ class Replies:
         return MessageView.of(repo.store_message(s, conversation_id, "system", text, meta=meta))
 
     def store(self, s: Session, conversation_id: int, mine: MessageView, text: str, generated: Any,
-              verdict: GroundingVerdict | None = None, *, only_if_unanswered: bool = False) -> SendResult:
-        """Write the generated reply to ``mine`` (or a handoff notice); ``text`` is the customer's message."""
+              verdict: GroundingVerdict | None = None, *, only_if_unanswered: bool = False,
+              context: Sequence[tuple[str, str]] = ()) -> SendResult:
+        """Write the generated reply to ``mine`` (or a handoff notice); ``text`` is the customer's message,
+        ``context`` the turns the reply was generated from (a reply that repeats the last one hands off)."""
         if only_if_unanswered:
             # A retry or the recovery sweep: whoever answers first wins, the others return that answer.
             repo.lock_conversation(s, conversation_id)
@@ -109,6 +112,18 @@ class Replies:
             elif not handing_off and self.settings.review_mode == "auto":
                 # Nothing within the margin is grounded: a person answers (draft mode: it waits as a draft).
                 handing_off, reason = True, HandoffReason.UNGROUNDED
+                meta["handoff"] = reason.value
+        if not handing_off and self.settings.handoff_repeats and repeats(reply_text, context):
+            # The customer would read the same words again: another candidate within the margin that says
+            # something else (and states nothing ungrounded), else a person (draft mode: the reviewer).
+            missing = verdict.ungrounded if verdict is not None else [()] * len(candidates)
+            other = choose(candidates, missing, self.settings.grounding_margin,
+                           allowed=[not repeats(c_text, context) for c_text, _ in candidates])
+            meta["repeat"] = {"avoided": other is not None, "picked": other}
+            if other is not None:
+                reply_text = candidates[other][0]
+            elif self.settings.review_mode == "auto":
+                handing_off, reason = True, HandoffReason.REPEATING
                 meta["handoff"] = reason.value
         draft = handing_off or self.settings.review_mode == "draft"
         try:

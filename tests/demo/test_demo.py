@@ -101,6 +101,7 @@ def test_demo_serves_the_customer_chat_from_any_directory(env, tiny_model, tmp_p
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     env["CHATBOT_HANDOFF_MIN_SCORE"] = env["CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB"] = "-1000"  # about serving, not hand-off
+    env["CHATBOT_HANDOFF_REPEATS"] = "false"
     chatbot = str(Path(sys.executable).parent / "chatbot")
     proc = subprocess.Popen([chatbot, "demo", "--port", "0"], cwd=cwd, env=subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

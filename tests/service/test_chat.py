@@ -116,6 +116,41 @@ def test_a_conversation_takes_the_language_its_customer_writes_in(scripted_servi
     assert asked.handoff == "asked_for_human" and asked.notice.text == "好的，我们的工作人员马上就来为您服务。"
 
 
+def test_a_bot_going_round_in_circles_hands_off(make_service, replies):
+    """The customer gave the time and confirmed, and the bot would ask for it a third time: a person takes over
+    (in auto mode; in draft mode the reviewing agent sees the repeat)."""
+    asked = "What time would you like to book the table for?"
+    for text in ("a table for two at 7 pm at Blue Bottle", "yes that's right", "7 pm"):
+        replies.scripts[text] = [(asked, -0.2), ("Which city?", -0.9)]
+    service = make_service(replies)
+    cid, _ = service.start_conversation()
+    assert service.send(cid, "a table for two at 7 pm at Blue Bottle").reply.text == asked
+    stuck = service.send(cid, "yes that's right")
+    assert stuck.status == "pending" and stuck.handoff == "repeating" and stuck.reply is None
+    assert stuck.notice.text.startswith("I don't seem to be getting this right")
+    who = _agent(service)
+    _, transcript = service.transcript(who, cid)
+    assert [(m.role, m.review_state) for m in transcript if m.role == "bot"] == [("bot", "sent"), ("bot", "draft")]
+
+    replies.scripts["two at 8"] = [(asked, -0.2)]
+    replies.scripts["at 8 pm"] = [(asked, -0.2), ("Which city are you in?", -0.3), ("Which city?", -0.9)]
+    cid, _ = service.start_conversation()
+    service.send(cid, "two at 8")
+    other = service.send(cid, "at 8 pm")  # a candidate within the margin says something else: that one
+    assert other.handoff is None and other.reply.text == "Which city are you in?"
+    with service.store.transaction(read_only=True) as s:
+        assert s.get(Message, other.reply.id).meta["repeat"] == {"avoided": True, "picked": 1}
+
+    draft_mode = make_service(replies, review_mode="draft")
+    reviewer = _agent(draft_mode, "bo")
+    cid, _ = draft_mode.start_conversation()
+    draft_mode.send(cid, "a table for two at 7 pm at Blue Bottle")
+    first = next(m for m in draft_mode.transcript(reviewer, cid)[1] if m.role == "bot")
+    draft_mode.review(reviewer, first.id, "approve")  # the customer has read it now
+    again = draft_mode.send(cid, "7 pm")
+    assert again.handoff is None and again.awaiting_review and again.status == "bot"
+
+
 def test_low_confidence_hands_off_and_keeps_the_draft(make_service, replies):
     service = make_service(replies, handoff_min_score=-0.4)  # the scripted best score is -0.5
     cid, _ = service.start_conversation()
@@ -145,7 +180,8 @@ def test_small_margin_hands_off(make_service, replies):
     assert service.send(cid, "hmm").handoff == "low_confidence"
 
 
-def test_repeated_dislikes_hand_off(service):
+def test_repeated_dislikes_hand_off(scripted_service):
+    service = scripted_service  # replies that differ ("re: one", "re: two"): a repeat would hand off on its own
     cid, _ = service.start_conversation()
     first = service.send(cid, "one").reply
     second = service.send(cid, "two").reply

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 SERVE = [sys.executable, "-c", "from chatbot.cli import main; main()", "serve"]
 # int8 and three beams (the serving defaults' shape, short), a decoder process, nobody handed off.
 SERVING = {"quantize_int8": True, "num_beams": 3, "num_return_sequences": 2, "max_new_tokens": 8,
-           "repetition_penalty": 1.2, "no_repeat_ngram_size": 2, "handoff_min_score": -1e9, "handoff_min_token_logprob": -1e9, "grounding": False,
+           "repetition_penalty": 1.2, "no_repeat_ngram_size": 2, "handoff_min_score": -1e9, "handoff_min_token_logprob": -1e9, "handoff_repeats": False, "grounding": False,
            "model_warmup": False, "decode_process": True, "decoders": 1, "torch_threads": 1}
 FIRST_TURNS = ["hello where is my order", "my parcel arrived late", "refund please", "thanks we can help"]
 

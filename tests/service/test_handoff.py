@@ -12,6 +12,7 @@ from chatbot.service.handoff import (
     decide,
     low_confidence,
     notice,
+    repeats,
 )
 from chatbot.text.tokenize import SUPPORTED_LANGUAGES
 
@@ -77,3 +78,27 @@ def test_every_served_language_has_every_notice_and_others_get_english():
         assert len(set(NOTICES[language].values())) >= 4  # the reasons read differently
     assert notice(HandoffReason.ASKED, "zh") != notice(HandoffReason.ASKED, "en")
     assert notice(HandoffReason.ASKED, "ja") == notice(HandoffReason.ASKED, None) == NOTICES["en"][HandoffReason.ASKED]
+
+
+ASKED_TIME = "What time would you like to book the table for?"
+
+
+@pytest.mark.parametrize(("reply", "context", "expected"), [
+    (ASKED_TIME, [("customer", "a table for two"), ("bot", ASKED_TIME), ("customer", "7 pm")], True),
+    ("what time would you like to book the table for", [("bot", ASKED_TIME), ("customer", "yes")], True),
+    ("What time would you like to book the table?", [("bot", ASKED_TIME), ("customer", "7 pm")], True),  # all but "for"
+    ("What time would you like the reservation?", [("bot", ASKED_TIME), ("customer", "7 pm")], False),
+    ("I found 1 movie. How about Up?", [("bot", "I found 1 movie. How about Cars?"), ("customer", "other")], False),
+    # anything the customer was told in the turns the reply comes from, an agent's words included
+    (ASKED_TIME, [("bot", ASKED_TIME), ("customer", "7 pm"), ("bot", "Which city?"), ("customer", "SF")], True),
+    ("Which city are you in?", [("bot", ASKED_TIME), ("agent", "Which city are you in?"), ("customer", "hmm")], True),
+    ("7 pm", [("customer", "7 pm"), ("bot", ASKED_TIME), ("customer", "7 pm")], False),  # the customer's words
+    ("请问您想订哪家餐厅？", [("bot", "请问您想订哪家餐厅?"), ("customer", "七点")], True),
+    (ASKED_TIME, [("customer", "a table for two")], False),  # nothing said yet
+    ("?", [("bot", "!"), ("customer", "?")], False),  # no words to compare
+    ("You're welcome!", [("bot", "You're welcome."), ("customer", "thanks again")], False),  # courtesies recur
+    ("不客气。", [("bot", "不客气。"), ("customer", "好的，谢谢。")], False),
+    ("推荐您去北京贵都大酒店。", [("bot", "推荐您去北京贵都大酒店。"), ("customer", "还有别的吗？")], True),
+])
+def test_a_reply_repeats_what_the_customer_was_told(reply, context, expected):
+    assert repeats(reply, context) is expected

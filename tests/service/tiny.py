@@ -22,7 +22,7 @@ WORDS = ["hello", "where", "is", "my", "order", "refund", "please", "thanks", "t
 # No warm-up either: it initialises five languages' tokenizers in every decoder process (seconds each);
 # test_warmup.py turns it on.
 TINY_DECODING = {"quantize_int8": False, "num_beams": 2, "num_return_sequences": 2, "max_new_tokens": 6,
-                 "handoff_min_score": -1e9, "handoff_min_token_logprob": -1e9, "grounding": False, "model_warmup": False}
+                 "handoff_min_score": -1e9, "handoff_min_token_logprob": -1e9, "handoff_repeats": False, "grounding": False, "model_warmup": False}
 
 
 def tiny_checkpoint(directory: Path, seed: int) -> Path:

@@ -62,7 +62,7 @@ def staff_server(tmp_path: Any, database_url: str, replies: Any = None, **overri
     from web.app import create_app
 
     settings = load_settings(data_dir=tmp_path / "data", database_url=database_url, grounding=False,
-                             handoff_min_score=-1e9, handoff_min_token_logprob=-1e9, access_log=False, **overrides)
+                             handoff_min_score=-1e9, handoff_min_token_logprob=-1e9, handoff_repeats=False, access_log=False, **overrides)
     store = ConversationStore(settings)
     store.ensure_schema()
     replies = replies if replies is not None else ScriptedReplies()

@@ -30,7 +30,8 @@ SERVE = [sys.executable, "-c", "from chatbot.cli import main; main()", "serve"]
 # The tiny model with short beams, one torch thread per replica, no low-confidence or grounding handoff.
 REPLICA_SETTINGS = {"CHATBOT_QUANTIZE_INT8": "false", "CHATBOT_NUM_BEAMS": "2", "CHATBOT_NUM_RETURN_SEQUENCES": "2",
                     "CHATBOT_MAX_NEW_TOKENS": "6", "CHATBOT_HANDOFF_MIN_SCORE": "-1e9",
-                    "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9", "CHATBOT_TORCH_THREADS": "1",
+                    "CHATBOT_HANDOFF_MIN_TOKEN_LOGPROB": "-1e9", "CHATBOT_HANDOFF_REPEATS": "false",
+                    "CHATBOT_TORCH_THREADS": "1",
                     "CHATBOT_GROUNDING": "false"}
 
 
