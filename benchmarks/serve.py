@@ -35,7 +35,10 @@ beside the first model's and the ratio. Models are ordered ``--model-rev`` ones,
 this process before any server starts, the way a decoder process serves (``ReplyGenerator`` int8, the
 serving decoding settings of ``load_settings()``, ``CHATBOT_TORCH_THREADS`` or one thread), on fixed English
 and Chinese conversations; every run decodes them all with each model in turn, alternating which goes first.
-``--servers`` with no value measures only that.
+Each reply is decoded twice: as served (what the customer waits for, so a model that writes longer replies
+waits longer) and with every reply exactly ``--fixed-tokens`` long (EOS blocked until then), which gives both
+models the same number of steps and so compares the cost of a step alone. ``--servers`` with no value
+measures only that.
 
     python benchmarks/serve.py --model-dir runs/model            # a trained checkpoint
     python benchmarks/serve.py --tiny                            # a random tiny model, for a smoke run
