@@ -17,12 +17,26 @@ from web.errors import public_reason
 from web.escape import html_text
 
 LANGUAGES = [("English", "en"), ("Français", "fr"), ("Deutsch", "de"), ("Español", "es"), ("中文", "zh")]
+# The status line in the conversation's language (it follows the customer's first message: menu at English,
+# Chinese typed, Chinese replies and a Chinese status line); languages without an entry get English.
 STATUS_TEXT = {
-    "bot": "You are chatting with our assistant.",
-    "pending": "A person from our team will join shortly.",
-    "human": "You are chatting with a person from our team.",
-    "closed": "This conversation has ended. Start a new one any time.",
+    "en": {
+        "bot": "You are chatting with our assistant.",
+        "pending": "A person from our team will join shortly.",
+        "human": "You are chatting with a person from our team.",
+        "closed": "This conversation has ended. Start a new one any time.",
+    },
+    "zh": {
+        "bot": "您正在与我们的智能助手对话。",
+        "pending": "我们的工作人员马上就来为您服务。",
+        "human": "您正在与我们的工作人员对话。",
+        "closed": "本次对话已结束，欢迎随时开始新的对话。",
+    },
 }
+
+
+def status_text(status: str, language: str) -> str:
+    return STATUS_TEXT.get(language, STATUS_TEXT["en"])[status]
 _EMPTY = {"id": None, "token": None}
 
 
@@ -70,9 +84,9 @@ class CustomerPage:
         return int(saved["id"]), str(saved["token"])
 
     def render(self, conversation_id: int) -> tuple[list[dict[str, str]], list[int], str]:
-        status, messages = self.service.customer_messages(conversation_id)
+        status, language, messages = self.service.customer_view(conversation_id)
         rows, ids = to_chat(messages)
-        return rows, ids, STATUS_TEXT[status]
+        return rows, ids, status_text(status, language)
 
     def resume(self, saved: dict[str, Any] | None):
         found = self.current(saved)

@@ -50,6 +50,7 @@ class ChatService:
         self.start_conversation = self.customers.start_conversation
         self.authorize_customer = self.customers.authorize_customer
         self.customer_messages = self.customers.customer_messages
+        self.customer_view = self.customers.customer_view
         self.send = self.customers.send
         self.request_human = self.customers.request_human
         self.rate_reply = self.customers.rate_reply

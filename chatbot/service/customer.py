@@ -61,10 +61,16 @@ class CustomerChat:
 
     def customer_messages(self, conversation_id: int) -> tuple[str, list[MessageView]]:
         """The conversation's status and the messages its customer may see, oldest first."""
+        status, _, messages = self.customer_view(conversation_id)
+        return status, messages
+
+    def customer_view(self, conversation_id: int) -> tuple[str, str, list[MessageView]]:
+        """Status, language (the chat page speaks it) and the messages the customer may see, oldest first."""
         with self.store.transaction(read_only=True) as s:
             conversation = repo.get_conversation(s, conversation_id)
             rows = repo.messages_of(s, conversation_id)
-            return conversation.status, [MessageView.of(m) for m in rows if visible_to_customer(m)]
+            return (conversation.status, conversation.language,
+                    [MessageView.of(m) for m in rows if visible_to_customer(m)])
 
     def send(self, conversation_id: int, text: str, *, token: str | None = None,
              client_key: str | None = None) -> SendResult:

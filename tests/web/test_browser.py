@@ -92,6 +92,23 @@ def test_customer_chat_agent_console_and_no_script_injection(browser, live_serve
     assert status == "human" and messages[-1].text == "Hi, Ana here."
 
 
+def test_a_customer_who_writes_chinese_gets_a_chinese_conversation(browser, live_server):
+    """The language menu left at English, Chinese typed: the conversation becomes Chinese, so the replies
+    are decoded in Chinese and the page's status line is Chinese too, also after a hand-off."""
+    customer = browser.new_page()
+    customer.goto(live_server.url + "/")
+    expect(customer.locator("#customer-input textarea")).to_be_visible(timeout=20_000)
+    box = customer.locator("#customer-input textarea")
+    box.fill("你好，我的包裹在哪里？")
+    box.press("Enter")
+    customer.locator("#customer-chat").get_by_text("re: 你好，我的包裹在哪里？").wait_for(timeout=20_000)
+    expect(customer.locator("#chat-status")).to_contain_text("您正在与我们的智能助手对话。", timeout=20_000)
+    assert live_server.replies.languages[-1] == "zh"
+    customer.click("#talk-to-person")
+    expect(customer.locator("#chat-status")).to_contain_text("我们的工作人员马上就来为您服务。", timeout=20_000)
+    customer.locator("#customer-chat").get_by_text("好的，我们的工作人员马上就来为您服务。").wait_for(timeout=20_000)
+
+
 def _replay_in_console(agent, live_server, m2_dir) -> None:
     """Replay the edited bot reply with the candidate model m2: shown next to what was sent, not sent."""
     from chatbot.service.generator import ReplyGenerator
