@@ -30,7 +30,7 @@ class HandoffReason(str, Enum):
     LOW_RATINGS = "low_ratings"
     UNGROUNDED = "ungrounded_details"  # decided by the service (chatbot.service.grounding), not by ``decide``
     UNANSWERED = "unanswered"  # a stored message the bot could not answer (a fault, a restart): chatbot.service.recovery
-    REPEATING = "repeating"  # the reply would say again what the customer was told last turn (``repeats``)
+    REPEATING = "repeating"  # every sendable reply says again what the customer was already told (``repeats``)
 
 
 @dataclass(frozen=True)

@@ -174,11 +174,15 @@ def _detokenize_zh(words: list[str]) -> str:
     return "".join(out)
 
 
+def _script_counts(text: str) -> tuple[int, list[str]]:
+    """CJK characters, and the Latin-script words of the rest."""
+    return len(_CJK_RE.findall(text)), _LATIN_WORD_RE.findall(_CJK_RE.sub(" ", text))
+
+
 def detect_language(text: str) -> str:
     """"zh" when CJK characters outnumber Latin-script words (one character ~ one word), else "en"."""
-    cjk = len(_CJK_RE.findall(text))
-    words = len(_LATIN_WORD_RE.findall(_CJK_RE.sub(" ", text)))
-    return "zh" if cjk > words else "en"
+    cjk, words = _script_counts(text)
+    return "zh" if cjk > len(words) else "en"
 
 
 def written_language(text: str, chosen: str) -> str:
@@ -190,8 +194,8 @@ def written_language(text: str, chosen: str) -> str:
     the other script (a number, an order id such as "A1234", an emoji) keeps the choice, and so does a name
     in the other script inside a sentence ("book 北京饭店 please": a Chinese word is about two characters).
     """
-    cjk = len(_CJK_RE.findall(text))
-    words = sum(len(w) > 1 for w in _LATIN_WORD_RE.findall(_CJK_RE.sub(" ", text)))
+    cjk, latin = _script_counts(text)
+    words = sum(len(w) > 1 for w in latin)
     if chosen == "zh":
         return "en" if words and not cjk else chosen
     return "zh" if cjk > 2 * words else chosen
