@@ -121,6 +121,10 @@ class Settings(BaseSettings):
         "Beijing hotels, restaurants and sights", min_length=1, max_length=500,
         description="What the bot can help with, said in the customer page's welcome text; the default "
         "describes what the shipped demo model was trained on.")
+    help_topics_zh: str = Field(
+        "英文的餐厅、酒店、机票、巴士、火车、租车和活动预订以及咖啡点单，中文的北京酒店、餐厅和景点查询",
+        min_length=1, max_length=500, description="help_topics in Chinese, for the page a Chinese-speaking "
+        "customer sees.")
     example_questions: list[str] = Field(
         default_factory=lambda: ["I'd like to book a table for two at 7 pm tonight.",
                                  "Can you find me a flight to Seattle next Friday?",

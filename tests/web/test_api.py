@@ -115,5 +115,13 @@ def test_customer_page_says_who_it_is_and_what_it_knows_from_settings(client, li
 def test_welcome_text_is_escaped():
     from web.customer import welcome_html
 
-    page = welcome_html("<img src=x onerror=alert(1)> & Co", "orders <script>")
-    assert "<img" not in page and "<script>" not in page and "&lt;img src=x" in page and "&amp; Co" in page
+    for language in ("en", "zh", "fr"):
+        page = welcome_html("<img src=x onerror=alert(1)> & Co", "orders <script>", language)
+        assert "<img" not in page and "<script>" not in page and "&lt;img src=x" in page and "&amp; Co" in page
+    assert "转人工" in welcome_html("Acme", "orders", "zh") and "Talk to a person" in welcome_html("Acme", "orders", "fr")
+
+
+def test_every_language_of_the_page_has_every_text():
+    from web.customer import PAGE_TEXT
+
+    assert all(set(texts) == set(PAGE_TEXT["en"]) for texts in PAGE_TEXT.values())

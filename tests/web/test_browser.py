@@ -104,9 +104,31 @@ def test_a_customer_who_writes_chinese_gets_a_chinese_conversation(browser, live
     customer.locator("#customer-chat").get_by_text("re: 你好，我的包裹在哪里？").wait_for(timeout=20_000)
     expect(customer.locator("#chat-status")).to_contain_text("您正在与我们的智能助手对话。", timeout=20_000)
     assert live_server.replies.languages[-1] == "zh"
+    # the page follows: the menu shows the conversation's language and the page's own words are Chinese
+    expect(customer.locator("#language input")).to_have_value("中文", timeout=20_000)
+    expect(customer.locator("#talk-to-person")).to_have_text("转人工", timeout=20_000)
+    expect(customer.locator("#customer-send")).to_have_text("发送")
+    expect(customer.locator("#welcome")).to_contain_text("转人工")
+    expect(box).to_have_attribute("placeholder", "请输入您的问题，按回车发送")
     customer.click("#talk-to-person")
     expect(customer.locator("#chat-status")).to_contain_text("我们的工作人员马上就来为您服务。", timeout=20_000)
     customer.locator("#customer-chat").get_by_text("好的，我们的工作人员马上就来为您服务。").wait_for(timeout=20_000)
+    _shot(customer, "customer-chat-zh")
+
+
+def test_the_language_menu_turns_the_page_before_the_first_message(browser, live_server):
+    customer = browser.new_page()
+    customer.goto(live_server.url + "/")
+    expect(customer.locator("#chat-status")).to_contain_text("Say hello to start a conversation.", timeout=20_000)
+    customer.locator("#language input").click()
+    customer.get_by_role("option", name="中文").click()
+    expect(customer.locator("#chat-status")).to_contain_text("打个招呼，开始对话吧。", timeout=20_000)
+    expect(customer.locator("#end-chat")).to_have_text("结束对话")
+    expect(customer.locator("#example-questions")).to_contain_text("试试这样问")
+    customer.locator("#language input").click()
+    customer.get_by_role("option", name="Français").click()  # no French page text yet: English
+    expect(customer.locator("#chat-status")).to_contain_text("Say hello to start a conversation.", timeout=20_000)
+    expect(customer.locator("#talk-to-person")).to_have_text("Talk to a person")
 
 
 def _replay_in_console(agent, live_server, m2_dir) -> None:
