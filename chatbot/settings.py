@@ -196,6 +196,16 @@ class Settings(BaseSettings):
                                              "they start as <unk> and must learn a meaning in one fine-tune. On "
                                              "10 taught facts 1 learned 6 of them on unseen phrasings, 10: 7, 20: "
                                              "8, 30: 9, 60: 8 (benchmarks/learning.py).")
+    nightly_answer_words_from_questions: bool = Field(True, description="An added word that only replies use "
+                                                      "(an agent's \"We accept Visa\", no customer's) starts with "
+                                                      "the meaning of the questions it answered instead of <unk>'s, "
+                                                      "so a later \"Is Visa accepted?\" reads as a payment question.")
+    nightly_answer_word_lr_scale: float = Field(5.0, ge=1, description="nightly_new_word_lr_scale for the "
+                                                "input embedding of such a word (its output bias still moves "
+                                                "at the new words' pace): at 30 the output side overwrote the "
+                                                "meaning it started with (\"Visa\" ended nearest \"2008\", "
+                                                "\"Vanilla\"). On 10 taught facts 1 and 5 both answered \"Is "
+                                                "Visa accepted?\" (benchmarks/learning.py).")
     nightly_new_word_conversations: int = Field(2, ge=1, description="Distinct conversations that must use a "
                                                 "word before it is added (one customer's rare word is not).")
     nightly_correction_holdout: float = Field(0.25, gt=0, lt=1, description="Share of corrected conversations "

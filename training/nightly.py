@@ -158,14 +158,17 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
 
     base = None if full else Path(active.path)
     if base is not None and settings.nightly_new_words:
-        from training.vocab_growth import first_new_word, grow_checkpoint
+        from training.vocab_growth import answer_word_ids, first_new_word, grow_checkpoint
 
         base, report["data"]["words_added"] = grow_checkpoint(
             base, train_part, workdir / "base", limit=settings.nightly_new_words,
-            min_conversations=settings.nightly_new_word_conversations)
+            min_conversations=settings.nightly_new_word_conversations,
+            answer_words_from_questions=settings.nightly_answer_words_from_questions, background=replay[:5000])
         if report["data"]["words_added"]:
             cfg = cfg.model_copy(update={"new_words_from": first_new_word(base, report["data"]["words_added"]),
-                                         "new_word_lr_scale": settings.nightly_new_word_lr_scale})
+                                         "new_word_lr_scale": settings.nightly_new_word_lr_scale,
+                                         "answer_words": answer_word_ids(base),
+                                         "answer_word_lr_scale": settings.nightly_answer_word_lr_scale})
     train_dir = workdir / "train"
     _progress(store, job_id, phase="train")
     # Checkpoints are chosen on the general dev sample and the held-out corrections together, the corrections

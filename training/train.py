@@ -153,6 +153,12 @@ class TrainConfig(BaseModel):
     new_word_lr_scale: float = Field(1.0, ge=1, description="Those words' embedding and output rows move this "
                                      "many times as far per step as the rest: they start as <unk> and must "
                                      "learn a meaning in one fine-tune, while the trained rows only adjust.")
+    answer_words: list[int] = Field([], description="Appended word ids that only replies used, whose input "
+                                    "embedding started from the questions they answered: their embedding rows "
+                                    "move answer_word_lr_scale times as far per step, not new_word_lr_scale "
+                                    "(their output bias still does), so the output side does not overwrite "
+                                    "the meaning the encoder reads.")
+    answer_word_lr_scale: float = Field(1.0, ge=1)
     vocab_min_freq: int = Field(2, ge=1)
     vocab_max_size: int = Field(16_000, ge=64)
 
@@ -467,6 +473,7 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
         self.new_rows = self._new_word_rows()
+        self.row_scales = [self._row_scale(p) for p in self.new_rows]
 
         self.step, self.epoch, self.batch_pos = 0, 0, 0
         self.best: float | None = None
@@ -543,19 +550,31 @@ class _Run:
             return []
         if cfg.new_words_from >= len(self.vocab):
             raise TrainError(f"new_words_from {cfg.new_words_from} is past the vocabulary ({len(self.vocab)} words)")
+        if any(not cfg.new_words_from <= i < len(self.vocab) for i in cfg.answer_words):
+            raise TrainError(f"answer_words must be appended words (ids {cfg.new_words_from} to {len(self.vocab) - 1})")
         params = dict(self.model.named_parameters())
         return [params[name] for name in ("embedding.weight", "out_bias", "lm_head.weight", "lm_head.bias")
                 if name in params]
 
     def _optimizer_step(self) -> None:
-        """AdamW's step, with the appended words' rows moved ``new_word_lr_scale`` times as far. Scaling their
-        gradients would not do it: Adam divides the scale out again."""
+        """AdamW's step, with the appended words' rows moved ``new_word_lr_scale`` times as far (the embedding
+        rows of ``answer_words`` ``answer_word_lr_scale`` times). Scaling their gradients would not do it: Adam
+        divides the scale out again."""
         start = self.cfg.new_words_from
         before = [p.detach()[start:].clone() for p in self.new_rows]
         self.optimizer.step()
         with torch.no_grad():
-            for p, old in zip(self.new_rows, before):
-                p[start:] += (self.cfg.new_word_lr_scale - 1.0) * (p[start:] - old)
+            for p, scale, old in zip(self.new_rows, self.row_scales, before):
+                p[start:] += (scale - 1.0) * (p[start:] - old)
+
+    def _row_scale(self, param: torch.Tensor) -> torch.Tensor | float:
+        cfg = self.cfg
+        if not cfg.answer_words or param is not self.model.embedding.weight:
+            return cfg.new_word_lr_scale
+        assert cfg.new_words_from is not None
+        scale = torch.full((param.shape[0] - cfg.new_words_from, 1), cfg.new_word_lr_scale, dtype=param.dtype)
+        scale[[i - cfg.new_words_from for i in cfg.answer_words]] = cfg.answer_word_lr_scale
+        return scale
 
     def train_step(self, global_idx: Sequence[int]) -> None:
         """One optimizer step on this rank's share of a global batch."""

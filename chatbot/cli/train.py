@@ -102,13 +102,14 @@ def train_cmd(
                         weights={s.spec: s.weight for s in sources})
         typer.echo(f"{len(train_pairs)} training pairs, {len(dev_pairs)} dev pairs", err=True)
         if new_words and not resume:  # a resumed run continues from its own saved vocabulary
-            from training.vocab_growth import first_new_word, grow_checkpoint
+            from training.vocab_growth import answer_word_ids, first_new_word, grow_checkpoint
 
             init_from, added = grow_checkpoint(init_from, train_pairs, out / "base", limit=new_words,
                                                min_conversations=new_word_conversations)
             manifest["words_added"] = added
-            if added:  # the config's new_word_lr_scale applies to these rows
-                cfg = cfg.model_copy(update={"new_words_from": first_new_word(init_from, added)})
+            if added:  # the config's new_word_lr_scale and answer_word_lr_scale apply to these rows
+                cfg = cfg.model_copy(update={"new_words_from": first_new_word(init_from, added),
+                                             "answer_words": answer_word_ids(init_from)})
             typer.echo(f"{added} words added to the vocabulary of the --init-from model", err=True)
         try:
             result = train(train_pairs, dev_pairs, out, cfg, resume=resume, max_minutes=max_minutes,

@@ -280,13 +280,14 @@ def _conv(w: World, a: Conv) -> list[Any]:
 
 CUSTOMER_EVENTS: dict[str, Event] = {
     "load_example": Event(lambda w, a: [0], event_data=_select(0, ["What are your opening hours?"])),
-    "resume": Event(lambda w, a: [None]),
+    "resume": Event(lambda w, a: [None, "en"]),
+    "relabel": Event(lambda w, a: ["zh", None]),
     "send": Event(lambda w, a: ["one more thing", None, "en"]),
     "send_1": Event(lambda w, a: ["one more thing", None, "en"]),
     "refresh": Event(lambda w, a: [None]),
-    "ask_human": Event(lambda w, a: [None], handled_by=None),
+    "ask_human": Event(lambda w, a: [None, "en"], handled_by=None),
     "like": Event(lambda w, a: [None, None], event_data={"index": [1, None], "value": "x", "liked": True}),
-    "finish": Event(lambda w, a: [None, 5]),
+    "finish": Event(lambda w, a: [None, 5, "en"]),
 }
 AGENT_EVENTS: dict[str, Event] = {
     "js_fn": JS_ONLY,
