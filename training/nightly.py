@@ -172,8 +172,11 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
     train_dir = workdir / "train"
     _progress(store, job_id, phase="train")
     # Checkpoints are chosen on the general dev sample and the held-out corrections together, the corrections
-    # repeated to weigh as much: the lowest general loss alone picks the step before anything was learned.
-    select = heldout[:200] + heldout_corrections * max(1, len(heldout[:200]) // max(len(heldout_corrections), 1))
+    # repeated to weigh as much: the lowest general loss alone picks the step before anything was learned. The
+    # general sample is the gate's general set (held-out transcripts, then nightly_eval_data): a store of
+    # corrections alone has no held-out transcripts, and the corrections alone would choose the checkpoint.
+    general = eval_pairs[:200]
+    select = general + heldout_corrections * max(1, len(general) // max(len(heldout_corrections), 1))
     result = train(new_train + replay, select, train_dir, cfg, resume=(train_dir / STATE_FILE).exists(),
                    max_minutes=settings.nightly_max_minutes, init_from=base,
                    threads=settings.torch_threads, progress=progress, decoding=decoding_of(settings))
