@@ -59,10 +59,6 @@ def page_text(key: str, language: str) -> str:
     return PAGE_TEXT.get(language, PAGE_TEXT["en"])[key]
 
 
-def status_text(status: str, language: str) -> str:
-    return page_text(status, language)
-
-
 _EMPTY = {"id": None, "token": None}
 
 
@@ -121,7 +117,7 @@ class CustomerPage:
         """The chat rows, their ids, the status line and the conversation's language."""
         status, language, messages = self.service.customer_view(conversation_id)
         rows, ids = to_chat(messages)
-        return rows, ids, status_text(status, language), language
+        return rows, ids, page_text(status, language), language
 
     def resume(self, saved: dict[str, Any] | None, language: str):
         found = self.current(saved)
