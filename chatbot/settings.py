@@ -59,6 +59,14 @@ class Settings(BaseSettings):
                                   "above 1 stops the search preferring short replies that drop the details.")
     num_return_sequences: int = Field(3, ge=1)
     quantize_int8: bool = Field(True, description="Serve with dynamically quantized int8 linear layers.")
+    taught_weight: float = Field(0.2, ge=0, description="A candidate reply that agents taught (the model "
+                                 "directory's taught.json, written by the nightly) gains this times the "
+                                 "similarity (0-1) of the customer's message to the closest question it was "
+                                 "taught for, in search-score units (0: off).")
+    taught_proposals: int = Field(2, ge=0, description="Taught answers, closest first, that the model scores "
+                                  "beside its own candidates when its search did not write them.")
+    taught_min_similarity: float = Field(0.2, ge=0, le=1, description="Taught questions less similar than "
+                                         "this to the customer's message neither propose nor support a reply.")
 
     # --- service ------------------------------------------------------------------------------------
     review_mode: Literal["auto", "draft"] = "auto"

@@ -15,11 +15,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.files import private_dir, write_private_text
 from chatbot.settings import Settings
 from training.sources import Pair
+
+if TYPE_CHECKING:
+    from chatbot.text.taught import TaughtAnswers
 
 KIND = "nightly"
 HEARTBEAT_S = 20.0
@@ -181,6 +184,14 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
                    max_minutes=settings.nightly_max_minutes, init_from=base,
                    threads=settings.torch_threads, progress=progress, decoding=decoding_of(settings))
     report["training"] = result.to_dict()
+    # What agents taught, beside the weights: serving prefers a taught answer among the model's candidates for
+    # questions like the ones it was taught for (chatbot.text.taught). Held-out corrections stay out.
+    taught = taught_answers([p for p in train_part if p.meta.get("kind") == "corrected"], replay)
+    if len(taught):
+        from chatbot.text.taught import save_taught
+
+        save_taught(taught, result.model_dir)
+    report["data"]["taught_answers"] = len(taught)
 
     candidate_id = resumed.get("candidate_id")
     if candidate_id is None:
@@ -207,6 +218,19 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
                            "rejected": "candidate rejected: " + "; ".join(decision.reasons)}.get(
                       outcome, f"candidate kept for an admin to decide: {'; '.join(decision.reasons)}"))
     return _write_report(workdir, report)
+
+
+def taught_answers(corrections: Sequence[Pair], background: Sequence[Pair]) -> TaughtAnswers:
+    """The corrections as taught answers (the customer's last message, what the agent wrote), in export
+    order so that a later answer to the same question wins; idf also over ``background`` questions."""
+    from chatbot.text.taught import TaughtAnswers, TaughtEntry
+
+    def question(p: Pair) -> str:
+        return next((text for role, text in reversed(p.context) if role == "customer"), "")
+
+    entries = {_key(p): TaughtEntry(question(p), p.reply, p.language, p.meta.get("conversation_id"))
+               for p in corrections if question(p)}
+    return TaughtAnswers.build(entries.values(), [question(p) for p in background[:5000]])
 
 
 def _key(pair: Pair) -> tuple[str, Any]:

@@ -96,19 +96,32 @@ def grounding_note(meta: dict[str, Any] | None) -> str:
     return ""
 
 
+def taught_note(meta: dict[str, Any] | None) -> str:
+    """Why a taught answer came first though the model scored another candidate higher: the question an
+    agent taught it for (chatbot.text.taught), so an agent can see which correction is speaking."""
+    taught = (meta or {}).get("taught")
+    if not isinstance(taught, dict) or not taught.get("question"):
+        return ""
+    return (f"Taught answer: an agent answered \"{taught['question']}\" this way (similarity "
+            f"{float(taught.get('similarity', 0)):.2f}, +{float(taught.get('bonus', 0)):.3f} to its score).")
+
+
 def grounding_html(meta: dict[str, Any] | None) -> str:
     """``grounding_note`` highlighted for the console, every value escaped: a detail comes from the model's
-    words, and nothing in it may become markup."""
+    words, and nothing in it may become markup. The taught-answer note follows it."""
+    taught = taught_note(meta)
+    taught_html = f'<div class="taught-note">{html.escape(taught)}</div>' if taught else ""
     details = ungrounded_details(meta)
     if details:
         marks = ", ".join(f"<mark>{html.escape(d)}</mark>" for d in details)
-        return f'<div class="ungrounded" role="alert"><b>⚠ {html.escape(UNGROUNDED_LABEL)}</b>{marks}</div>'
+        return (f'<div class="ungrounded" role="alert"><b>⚠ {html.escape(UNGROUNDED_LABEL)}</b>{marks}</div>'
+                + taught_html)
     note = grounding_note(meta)
     if not note:
-        return ""
+        return taught_html
     if _flagged(meta):  # the check failed
-        return f'<div class="ungrounded" role="alert"><b>⚠ {html.escape(note)}</b></div>'
-    return f'<div class="grounding-note">{html.escape(note)}</div>'
+        return f'<div class="ungrounded" role="alert"><b>⚠ {html.escape(note)}</b></div>' + taught_html
+    return f'<div class="grounding-note">{html.escape(note)}</div>' + taught_html
 
 
 def candidate_rows(message: MessageView) -> list[list[Any]]:
@@ -119,7 +132,9 @@ def candidate_rows(message: MessageView) -> list[list[Any]]:
     rows = []
     for rank, (text, score) in enumerate(message.candidates):
         missing = ", ".join(str(d) for d in per_candidate[rank]) if rank < len(per_candidate) else ""
-        label = f"{rank + 1} (used)" if picked == rank and rank > 0 else rank + 1
+        label: Any = f"{rank + 1} (used)" if picked == rank and rank > 0 else rank + 1
+        if rank == 0 and taught_note(message.meta) and not (isinstance(picked, int) and picked > 0):
+            label = "1 (taught)"
         rows.append([label, text, round(score, 3), missing])
     return rows
 

@@ -286,6 +286,30 @@ class SuppressTokens(InPlaceProcessor):
         scores.index_fill_(1, self.token_ids.to(scores.device), NEG_INF)
 
 
+class ForceTokens(PerRequestProcessor):
+    """Only the next token of each row's given reply may be written (then EOS): a greedy search with this
+    last scores a reply the search did not find exactly as the search would have, every other processor
+    applied first. A token they ruled out stays ``-inf``, and so does the reply's score."""
+
+    def __init__(self, replies: Sequence[Sequence[int]], eos_token_id: int) -> None:
+        if not replies:
+            raise ValueError("no replies to force")
+        width = 1 + max(len(r) for r in replies)
+        table = torch.full((len(replies), width), int(eos_token_id), dtype=torch.long)
+        for b, reply in enumerate(replies):
+            if any(int(i) < 0 for i in reply):
+                raise ValueError("token ids must be >= 0")
+            table[b, : len(reply)] = torch.as_tensor(list(map(int, reply)), dtype=torch.long)
+        self._table = table  # [B, L + 1]: the reply, then EOS
+
+    def apply_(self, generated_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        table = self._table_for(scores.size(0), scores.device)
+        step = min(generated_ids.size(1), table.size(1) - 1)
+        wanted = table[:, step : step + 1]  # [N, 1]
+        kept = scores.gather(1, wanted)
+        scores.fill_(NEG_INF).scatter_(1, wanted, kept)
+
+
 class Temperature(InPlaceProcessor):
     """Divides scores by ``temperature``: below 1 sharpens the sampling distribution, above 1 flattens it."""
 

@@ -40,6 +40,9 @@ class Reply:
     attention: dict[str, Any] | None
     decoding: dict[str, Any] = field(default_factory=dict)  # the GenerationConfig used
     token_logprob: float = 0.0  # the best reply's mean processed log-prob per scored token, see token_logprob
+    # When the reply is an answer agents taught (chatbot.text.taught): the taught question closest to
+    # the customer's message, its similarity and the bonus it gave the reply over the model's other candidates
+    taught: dict[str, Any] | None = None
 
 
 def token_logprob(hyp: Hypothesis, length_penalty: float) -> float:

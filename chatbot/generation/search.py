@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from chatbot.generation.config import GenerationConfig
-from chatbot.generation.processors import NEG_INF, Processor, apply_processors_, build_processors
+from chatbot.generation.processors import NEG_INF, ForceTokens, Processor, apply_processors_, build_processors
 
 
 class StepModel(Protocol):
@@ -398,6 +398,25 @@ def decode(
     if config.do_sample:
         return sample(model, state, config, processors, return_attention=return_attention, generator=generator)
     return beam_search(model, state, config, processors, return_attention=return_attention)
+
+
+def score_replies(
+    model: StepModel,
+    state: Any,
+    config: GenerationConfig,
+    processors: Sequence[Processor],
+    replies: Sequence[Sequence[int]],
+    *,
+    return_attention: bool = False,
+) -> list[Hypothesis | None]:
+    """Row ``i``'s ``replies[i]`` (ids without BOS/EOS) as a hypothesis scored the way ``config``'s search
+    scores what it finds: the same processors (bound to the rows of ``state``) and length normalisation.
+    None where serving could not write it: a processor rules a token out, or it is longer than
+    ``max_new_tokens`` allows."""
+    forced = dataclasses.replace(config, num_beams=1, num_return_sequences=1, do_sample=False)
+    rows = greedy_search(model, state, forced, [*processors, ForceTokens(replies, config.eos_token_id)],
+                         return_attention=return_attention)
+    return [hyps[0] if hyps and hyps[0].finished and hyps[0].score > NEG_INF else None for hyps in rows]
 
 
 def _decode_rows(

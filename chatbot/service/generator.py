@@ -27,13 +27,14 @@ from chatbot.generation.reply import (
     rounded_weights,
     token_logprob,
 )
-from chatbot.generation.search import StepModel, decode
+from chatbot.generation.search import Hypothesis, StepModel, decode, score_replies
 from chatbot.model.batch import collate, encode_pair
 from chatbot.model.checkpoint import LoadedModel, load_checkpoint
 from chatbot.text.context import encode_context
 from chatbot.text.scripts import CJK_LANGUAGES
 from chatbot.text.special import SPEAKER_TOKENS
-from chatbot.text.tokenize import SUPPORTED_LANGUAGES, detect_language, detokenize
+from chatbot.text.taught import TaughtAnswers, answer_key, load_taught
+from chatbot.text.tokenize import SUPPORTED_LANGUAGES, detect_language, detokenize, tokenize
 from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class ReplyGenerator:
         default_language: str = "en",
         max_turns: int = 6,
         max_tokens: int = 200,
+        taught: TaughtAnswers | None = None,
+        taught_weight: float = 0.0,
+        taught_proposals: int = 2,
+        taught_min_similarity: float = 0.2,
     ) -> None:
         if config.bos_token_id != vocab.bos_id or config.eos_token_id != vocab.eos_id:
             raise ValueError(f"config BOS/EOS ids ({config.bos_token_id}, {config.eos_token_id}) do not match "
@@ -86,6 +91,10 @@ class ReplyGenerator:
         self.languages, self.default_language = tuple(languages), default_language
         self.max_turns, self.max_tokens = max_turns, max_tokens
         self.loaded: LoadedModel | None = None  # the checkpoint, when built by from_checkpoint
+        # What agents taught the model (chatbot.text.taught): reorders its candidates, see _prefer_taught
+        self.taught = taught if taught is not None and len(taught) and taught_weight > 0 else None
+        self.taught_weight, self.taught_proposals = taught_weight, taught_proposals
+        self.taught_min_similarity = taught_min_similarity
         # Never write control, speaker or language tokens; placeholders (<EMAIL>...) stay writable.
         never = [vocab.pad_id, vocab.bos_id, vocab.unk_id]
         never += [vocab.index(t) for t in SPECIAL_TOKENS if t in set(SPEAKER_TOKENS.values()) or t.startswith("<lang:")]
@@ -115,6 +124,9 @@ class ReplyGenerator:
         else:
             config = resolve_config(loaded.config.get("decoding", {}), **ids, **decoding)
         max_turns, max_tokens = context_window(loaded.config, settings)
+        taught = {} if settings is None else {
+            "taught": load_taught(Path(directory)), "taught_weight": settings.taught_weight,
+            "taught_proposals": settings.taught_proposals, "taught_min_similarity": settings.taught_min_similarity}
         generator = cls(
             quantize_int8(loaded.model) if int8 else loaded.model,
             loaded.vocab,
@@ -122,6 +134,7 @@ class ReplyGenerator:
             languages=loaded.languages or SUPPORTED_LANGUAGES,
             max_turns=max_turns,
             max_tokens=max_tokens,
+            **taught,
         )
         generator.loaded = loaded
         return generator
@@ -159,22 +172,26 @@ class ReplyGenerator:
             examples.append(encode_pair(tokens, None, self.vocab))
         batch = collate(examples, self.vocab)
         own_words = [customer_ids(src, ex.src_ext_ids) for src, ex in zip(sources, examples)]
-        # Chinese names share the customer's words ("北京"): there only the word just written loses the copy bonus
-        once = [lang not in CJK_LANGUAGES for lang in languages]
-        processors = [self._suppress, *build_processors(self.config, context_ids=own_words, copy_once=once)]
-        if self.config.script_constraint:  # before any sampling warper, so top-k/top-p see only allowed tokens
-            script = ScriptConstraint(self._foreign_scripts, languages, [ex.src_ext_ids for ex in examples])
-            processors.insert(1, script)
+        processors = self._processors(languages, own_words, [ex.src_ext_ids for ex in examples])
 
         with torch.inference_mode():
             state = self.model.encode(batch)
             results = decode(self.model, state, self.config, processors, return_attention=return_attention,
                              generator=generator)
+            texts_of = [[detokenize(batch.ids_to_tokens(row, h.tokens, self.vocab), languages[row]) for h in hyps]
+                        for row, hyps in enumerate(results)]
+            support: list[list[Any]] = [[None] * len(hyps) for hyps in results]
+            if self.taught is not None:
+                questions = [next((text for role, text in reversed(turns) if role == "customer"), "")
+                             for turns in contexts]
+                results, texts_of, support = self._prefer_taught(
+                    questions, languages, sources, examples, own_words, state, results, texts_of, return_attention,
+                    batch.src_ids.device)
 
         replies = []
         for row, hyps in enumerate(results):
             lang = languages[row]
-            texts = [detokenize(batch.ids_to_tokens(row, h.tokens, self.vocab), lang) for h in hyps]
+            texts = texts_of[row]
             attention = None
             if return_attention and hyps[0].attention is not None:
                 attention = {
@@ -190,5 +207,62 @@ class ReplyGenerator:
                 attention=attention,
                 decoding=self.config.to_dict(),
                 token_logprob=token_logprob(hyps[0], self.config.length_penalty),
+                taught=support[row][0],
             ))
         return replies
+
+    def _processors(self, languages: Sequence[str], own_words: Sequence[Sequence[int]],
+                    src_ext_ids: Sequence[Sequence[int]]) -> list[Any]:
+        """The decoding constraints of one batch, one row per request."""
+        # Chinese names share the customer's words ("北京"): there only the word just written loses the copy bonus
+        once = [lang not in CJK_LANGUAGES for lang in languages]
+        processors = [self._suppress, *build_processors(self.config, context_ids=own_words, copy_once=once)]
+        if self.config.script_constraint:  # before any sampling warper, so top-k/top-p see only allowed tokens
+            processors.insert(1, ScriptConstraint(self._foreign_scripts, languages, src_ext_ids))
+        return processors
+
+    def _prefer_taught(self, questions: Sequence[str], languages: Sequence[str], sources: Sequence[Sequence[str]],
+                       examples: Sequence[Any], own_words: Sequence[Sequence[int]], state: Any,
+                       results: list[list[Hypothesis]], texts_of: list[list[str]], return_attention: bool,
+                       device: torch.device) -> tuple[list[list[Hypothesis]], list[list[str]], list[list[Any]]]:
+        """Each request's candidates reordered by score plus ``taught_weight`` times the similarity of the
+        customer's message to the closest question an agent taught that candidate for.
+
+        The closest taught answers the search did not write are scored by the model first, as the search
+        would have (``score_replies``, every constraint applied), and compete like the rest: the model must
+        still find a taught answer plausible here, the memory only says which of its own candidates agents
+        meant for a question like this one."""
+        taught = self.taught
+        assert taught is not None
+        near = [taught.matches(question, self.taught_min_similarity) for question in questions]
+        proposals: list[tuple[int, str, list[int]]] = []  # (request row, answer text, reply ids)
+        for row, matches in enumerate(near):
+            written = {answer_key(t) for t in texts_of[row]}
+            unwritten = [m for key, m in matches.items() if key not in written]
+            for match in sorted(unwritten, key=lambda m: -m.similarity)[: self.taught_proposals]:
+                target = encode_pair(sources[row], tokenize(match.answer, languages[row]), self.vocab).tgt_ids or []
+                if target and self.vocab.unk_id not in target:  # a word the model cannot write: not its reply
+                    proposals.append((row, match.answer, target))
+        if proposals:
+            rows = [row for row, _, _ in proposals]
+            scored = score_replies(
+                self.model, self.model.reorder(state, torch.tensor(rows, device=device)), self.config,
+                self._processors([languages[r] for r in rows], [own_words[r] for r in rows],
+                                 [examples[r].src_ext_ids for r in rows]),
+                [ids for _, _, ids in proposals], return_attention=return_attention)
+            for (row, answer, _), hyp in zip(proposals, scored):
+                if hyp is not None:
+                    results[row] = [*results[row], hyp]
+                    texts_of[row] = [*texts_of[row], answer]
+        out_results, out_texts, out_support = [], [], []
+        for row in range(len(questions)):
+            matches = [near[row].get(answer_key(text)) for text in texts_of[row]]
+            bonus = [self.taught_weight * m.similarity if m is not None else 0.0 for m in matches]
+            order = sorted(range(len(texts_of[row])), key=lambda j: -(results[row][j].score + bonus[j]))
+            order = order[: max(self.config.num_return_sequences, 1)]
+            out_results.append([results[row][j] for j in order])
+            out_texts.append([texts_of[row][j] for j in order])
+            out_support.append([None if matches[j] is None else {
+                "question": matches[j].question, "similarity": round(matches[j].similarity, 4),
+                "bonus": round(bonus[j], 4)} for j in order])
+        return out_results, out_texts, out_support

@@ -125,6 +125,9 @@ class Replies:
             elif self.settings.review_mode == "auto":
                 handing_off, reason = True, HandoffReason.REPEATING
                 meta["handoff"] = reason.value
+        taught = getattr(reply, "taught", None)
+        if taught is not None and reply_text == reply.text:
+            meta["taught"] = taught  # for the agents: which taught question made this reply the choice
         draft = handing_off or self.settings.review_mode == "draft"
         try:
             # Stored only while the bot still owns the conversation, checked and written in one statement.

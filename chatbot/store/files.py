@@ -7,7 +7,8 @@ file is rewritten atomically, owner-only) and its manifest updated; a nightly wo
 files (``*.jsonl``) and is listed with the models trained there. A file that no longer exists is reported
 as gone. Reports quote customers too (the gate's held-out corrections, each row with its
 ``conversation_id``): those rows leave the nightly ``report.json``/``report.md``, the jobs' reports and the
-registry's metrics. Also here: reclaiming the space of deleted rows, which otherwise keep the text on disk until the
+registry's metrics; the models' ``taught.json`` (the corrections they were taught, chatbot.text.taught) lose
+the customer's entries in every nightly work directory. Also here: reclaiming the space of deleted rows, which otherwise keep the text on disk until the
 database reuses or vacuums the pages.
 """
 
@@ -56,6 +57,14 @@ def erase_from_files(session: Session, wanted_hash: str, conversation_ids: set[i
                       "here are listed to retrain")
         row.customer_hashes = [h for h in (row.customer_hashes or []) if h != wanted_hash]
         done.append({"kind": row.kind, "path": row.path, "action": action})
+    for row in session.scalars(select(WrittenFile).where(WrittenFile.kind == "nightly").order_by(WrittenFile.id)):
+        # A model's taught answers hold every correction the store had when it was trained, not only the
+        # customers this work directory recorded: each one is looked through
+        path = Path(row.path)
+        removed_taught = _scrub_taught_files(path, conversation_ids) if path.is_dir() else 0
+        if removed_taught:
+            done.append({"kind": "taught", "path": row.path,
+                         "action": f"removed {removed_taught} taught answers from its models"})
     quoted = erase_quoted_rows(session, conversation_ids)
     if quoted:
         done.append({"kind": "report", "path": "database: jobs and model versions",
@@ -122,6 +131,27 @@ def _scrub_report_files(workdir: Path, conversation_ids: set[int]) -> int:
         lines = report_md.read_text(encoding="utf-8").splitlines(keepends=True)
         _write_private(report_md, "".join(line for line in lines if not line.startswith(starts)))
     return len(removed)
+
+
+def _scrub_taught_files(workdir: Path, conversation_ids: set[int]) -> int:
+    """The customer's questions out of every ``taught.json`` under ``workdir`` (chatbot.text.taught)."""
+    from chatbot.text.taught import TAUGHT_FILE, load_taught
+
+    total = 0
+    for path in sorted(workdir.rglob(TAUGHT_FILE)):
+        try:
+            taught = load_taught(path.parent)
+        except ValueError:  # unreadable, so unservable: it may still hold the customer's words
+            path.unlink()
+            total += 1
+            continue
+        if taught is None:
+            continue
+        kept = taught.without(conversation_ids)
+        if len(kept) < len(taught):
+            _write_private(path, json.dumps(kept.to_dict(), ensure_ascii=False))
+            total += len(taught) - len(kept)
+    return total
 
 
 def report_cell(text: str) -> str:

@@ -12,10 +12,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from chatbot.cli import app
+from chatbot.files import private_dir
 from chatbot.store import registry
 from chatbot.store.files import record_written
 from chatbot.store.models import Job, ModelVersion
 from chatbot.store.retention import customer_hash
+from chatbot.text.taught import TAUGHT_FILE, TaughtAnswers, TaughtEntry, load_taught, save_taught
 from tests.shortcuts import ShortcutStore
 from training.nightly import render_markdown
 
@@ -51,7 +53,7 @@ def test_forget_reaches_exports_work_files_lineage_and_the_database_files(db_url
     store = ShortcutStore(db_url)
     store.ensure_schema()
     eve, eve_conversation = _conversation(store, "eve", SECRET)
-    _, sam_conversation = _conversation(store, "sam", "what time do you open tomorrow?")
+    sam, sam_conversation = _conversation(store, "sam", "what time do you open tomorrow?")
     quoting = _quoting_report({"eve": eve_conversation, "sam": sam_conversation})
 
     out = tmp_path / "exports" / "pairs.jsonl"
@@ -67,9 +69,17 @@ def test_forget_reaches_exports_work_files_lineage_and_the_database_files(db_url
     (workdir / "report.json").write_text(json.dumps(quoting))
     (workdir / "report.md").write_text(render_markdown(quoting))
     assert "Quiet Lane" in (workdir / "report.md").read_text()
+    # A later night whose new data had only sam, but whose model keeps every correction it was taught
+    later = tmp_path / "nightly" / "job-2"
+    save_taught(TaughtAnswers.build([
+        TaughtEntry(SECRET, "Thanks, noted: Quiet Lane.", conversation_id=eve_conversation),
+        TaughtEntry("what time do you open tomorrow?", "At 9.", conversation_id=sam_conversation)]),
+        private_dir(later / "train" / "model"))
+    assert "ZX9931774" in (later / "train" / "model" / TAUGHT_FILE).read_text()
     with store.transaction() as s:
         s.add(Job(kind="nightly", status="succeeded", report=quoting))
         record_written(s, "nightly", workdir, [customer_hash(eve)])
+        record_written(s, "nightly", later, [customer_hash(sam)])
         v1 = registry.register(s, "v1", str(tmp_path / "m1"), manifest={"export": manifest})
         v2 = registry.register(s, "v2", str(tmp_path / "m2"), manifest={"export": {"customer_hashes": []}})
         v3 = registry.register(s, "v3", str(tmp_path / "m3"))
@@ -86,7 +96,11 @@ def test_forget_reaches_exports_work_files_lineage_and_the_database_files(db_url
     assert {v["name"]: v["via"] for v in report["model_versions"]} == {
         "v1": "trained on the customer's data", "v2": f"fine-tuned from version {ids['v1']}",
         "v3": f"fine-tuned from version {ids['v2']}"}
-    assert {f["kind"] for f in report["files"]} == {"pairs", "nightly", "report"}
+    assert {f["kind"] for f in report["files"]} == {"pairs", "nightly", "report", "taught"}
+    taught = load_taught(later / "train" / "model")
+    assert taught is not None and [e.conversation_id for e in taught.entries] == [sam_conversation]
+    left = (later / "train" / "model" / TAUGHT_FILE).read_text()
+    assert "ZX9931774" not in left and "Quiet" not in left and "passport" not in left and "open tomorrow" in left
 
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines and "Quiet Lane" not in out.read_text() and "ZX9931774" not in out.read_text()

@@ -129,3 +129,73 @@ def test_from_checkpoint_serves_float_and_int8_with_settings_and_overrides(train
     expected = [reply for _, reply in trained.pairs]
     assert [r.text for r in plain.generate(turns)] == expected
     assert [r.text for r in served.generate(turns)] == expected
+
+
+def taught_generator(trained, entries, weight=10.0, **kw):
+    from chatbot.text.taught import TaughtAnswers
+
+    return ReplyGenerator(trained.model, trained.vocab, config_for(trained.vocab), taught=TaughtAnswers.build(entries),
+                          taught_weight=weight, **kw)
+
+
+def test_a_taught_answer_the_search_missed_is_scored_by_the_model_and_preferred(trained):
+    """An agent taught "your booking is cancelled." for "where is my order": the search does not write it
+    (the model knows "it ships today."), so the model scores it as the search would and the taught
+    question's similarity (1.0) lifts it first; the candidates keep the model's own scores."""
+    from chatbot.text.taught import TaughtEntry
+
+    turns = [("customer", "where is my order")]
+    plain = ReplyGenerator(trained.model, trained.vocab, config_for(trained.vocab)).generate([turns])[0]
+    assert plain.text == "it ships today." and plain.taught is None
+    assert "your booking is cancelled." not in [c.text for c in plain.candidates]
+
+    generator = taught_generator(trained, [TaughtEntry("where is my order", "your booking is cancelled.")])
+    [reply] = generator.generate([turns])
+    assert reply.text == "your booking is cancelled."
+    assert reply.taught == {"question": "where is my order", "similarity": 1.0, "bonus": 10.0}
+    taught_score = reply.candidates[0].score
+    assert math.isfinite(taught_score) and taught_score < plain.candidates[0].score  # the model's, no bonus in it
+    assert reply.candidates[1:] == plain.candidates[:2]  # still num_return_sequences long
+    assert reply.attention is not None and reply.attention["target_tokens"] == ["your", "booking", "is", "cancelled", "."]  # its own tokens' attention
+    assert reply.token_logprob < plain.token_logprob
+
+    # a small weight cannot outvote a model that is sure of its reply
+    assert taught_generator(trained, [TaughtEntry("where is my order", "your booking is cancelled.")],
+                            weight=0.01).generate([turns])[0].text == "it ships today."
+
+
+def test_taught_answers_leave_unrelated_and_unwritable_questions_alone(trained):
+    from chatbot.text.taught import TaughtEntry
+
+    generator = taught_generator(trained, [TaughtEntry("where is my order", "your booking is cancelled."),
+                                           TaughtEntry("i want a refund", "refunds take zzyzx days.")])
+    contexts = [turns for turns, _ in trained.pairs]
+    replies = generator.generate(contexts)
+    # "where is my order" is taught; the refund answer holds a word the model cannot write ("zzyzx" is not in
+    # its vocabulary or the customer's words), so it is no candidate; "cancel my booking" is like nothing taught
+    assert [r.text for r in replies] == ["your booking is cancelled.", "you want a refund, it is on its way.",
+                                         "your booking is cancelled."]
+    assert replies[1].taught is None and replies[2].taught is None
+    # each conversation still gets the reply it would get alone
+    for turns, reply in zip(contexts, replies):
+        [alone] = generator.generate([turns])
+        assert alone.text == reply.text and alone.taught == reply.taught
+    off = taught_generator(trained, [TaughtEntry("where is my order", "your booking is cancelled.")], weight=0.0)
+    assert off.taught is None and off.generate(contexts[:1])[0].text == "it ships today."
+
+
+def test_from_checkpoint_reads_the_taught_answers_beside_the_weights(trained, tmp_path):
+    from chatbot.text.taught import TAUGHT_FILE, TaughtAnswers, TaughtEntry, save_taught
+
+    directory = save_checkpoint(tmp_path / "model", trained.model, trained.vocab, decoding={"max_new_tokens": 15})
+    save_taught(TaughtAnswers.build([TaughtEntry("where is my order", "your booking is cancelled.")]), directory)
+    settings = load_settings(data_dir=tmp_path, num_beams=3, max_new_tokens=15, no_repeat_ngram_size=0,
+                             taught_weight=10)
+    turns = [[("customer", "where is my order")]]
+    assert ReplyGenerator.from_checkpoint(directory, settings=settings).generate(turns)[0].text == \
+        "your booking is cancelled."
+    off = load_settings(data_dir=tmp_path, num_beams=3, max_new_tokens=15, no_repeat_ngram_size=0, taught_weight=0)
+    assert ReplyGenerator.from_checkpoint(directory, settings=off).generate(turns)[0].text == "it ships today."
+    (directory / TAUGHT_FILE).write_text("{broken", encoding="utf-8")
+    with pytest.raises(ValueError, match="damaged taught-answers file"):
+        ReplyGenerator.from_checkpoint(directory, settings=settings)

@@ -283,3 +283,33 @@ def test_a_bare_tensor_state_decodes_like_a_dataclass_state(num_beams):
     got = search(bare, torch.zeros(1, 0, dtype=torch.long), config, [])
     assert [[h.tokens for h in row] for row in got] == [[h.tokens for h in row] for row in want]
     assert [h.score for row in got for h in row] == pytest.approx([h.score for row in want for h in row])
+
+
+def test_a_given_reply_is_scored_as_the_search_scores_the_replies_it_finds():
+    """score_replies is how serving scores a taught answer its search did not write: every processor
+    applied, the same length normalisation, so its score competes fairly with the search's own."""
+    from chatbot.generation.search import score_replies
+
+    config = cfg(max_new_tokens=7, repetition_penalty=1.4, no_repeat_ngram_size=2, length_penalty=0.8,
+                 num_beams=3, num_return_sequences=3)
+    model = ScriptedModel(random_script(11, V), V)
+    contexts = [[2, 3, 4], [4, 4, 2]]
+    found = beam_search(model, model.start([0, 1]), config, build_processors(config, contexts))
+    rows = [0, 0, 1, 1]
+    replies = [found[0][0].tokens, found[0][2].tokens, found[1][1].tokens, [2, 2, 3]]
+    scored = score_replies(model, model.start(rows), config, build_processors(config, [contexts[r] for r in rows]),
+                           replies)
+    assert [h.tokens for h in scored[:3]] == replies[:3]
+    assert [h.score for h in scored[:3]] == pytest.approx([found[0][0].score, found[0][2].score, found[1][1].score],
+                                                          abs=1e-5)
+    assert scored[3] is not None and scored[3].score == pytest.approx(
+        recompute(model, 1, scored[3], config, contexts[1]), abs=1e-5)
+    # a reply the search could not write is no candidate: "2 3 2 3" repeats the bigram (2, 3) that
+    # no_repeat_ngram_size=2 forbids; eight tokens (no bigram twice) need more than max_new_tokens=7
+    long = [2, 2, 3, 3, 4, 4, 2, 4]
+    blocked = score_replies(model, model.start([0, 0]), config, build_processors(config, [contexts[0]] * 2),
+                            [[2, 3, 2, 3], long])
+    assert blocked == [None, None]
+    roomy = cfg(**{**config.to_dict(), "max_new_tokens": 9, "bos_token_id": BOS, "eos_token_id": EOS})
+    [fits] = score_replies(model, model.start([0]), roomy, build_processors(roomy, [contexts[0]]), [long])
+    assert fits is not None and fits.tokens == long

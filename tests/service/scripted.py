@@ -16,6 +16,7 @@ class Reply:
     attention: Any
     decoding: dict[str, Any]
     token_logprob: float = 0.0
+    taught: dict[str, Any] | None = None
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ScriptedReplies:
     batch_sizes: list[int] = field(default_factory=list)
     languages: list[str | None] = field(default_factory=list)  # the language of every decoded batch
     scripts: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    taught: dict[str, dict[str, Any]] = field(default_factory=dict)  # customer text -> Reply.taught
 
     def generate(self, contexts: list[list[tuple[str, str]]], language: str | None = None) -> list[Reply]:
         self.batch_sizes.append(len(contexts))
@@ -50,7 +52,7 @@ class ScriptedReplies:
             out.append(Reply(text, language, self.score, candidates,
                              {"source": [t for _, turn in context for t in turn.split()], "target": text.split(),
                               "weights": [[0.5] * sum(len(turn.split()) for _, turn in context)] * len(text.split())},
-                             {"num_beams": 2}, token_logprob=self.token_logprob))
+                             {"num_beams": 2}, token_logprob=self.token_logprob, taught=self.taught.get(context[-1][1])))
         return out
 
 

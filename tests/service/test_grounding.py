@@ -44,6 +44,25 @@ def test_a_grounded_candidate_within_the_margin_is_sent_instead(make_service, re
                                      "candidates": [["2", "12 pm", "March 12th"], [], []]}
 
 
+def test_a_taught_answer_keeps_which_question_taught_it_for_the_agents(make_service, replies):
+    """Reply.taught (chatbot.text.taught) is stored in the message's meta when that reply is the one sent,
+    and not when the grounding check sends another candidate."""
+    taught = {"question": "Do gift cards expire?", "similarity": 0.41, "bonus": 0.082}
+    gift = "Gift cards are valid for one year from purchase."
+    replies.scripts["When do gift cards stop working?"] = [(gift, -0.23), ("We accept Visa.", -0.19)]
+    replies.taught["When do gift cards stop working?"] = taught
+    replies.scripts[CHARGED] = [(INVENTED, -0.50), (SORRY, -0.60)]
+    replies.taught[CHARGED] = taught
+    service = make_service(replies, grounding_margin=0.15)
+    cid, _ = service.start_conversation("en")
+    assert service.send(cid, "When do gift cards stop working?").reply.text == gift
+    bot = _bot(service, cid)
+    assert bot.meta["taught"] == taught and [c.text for c in bot.candidates] == [gift, "We accept Visa."]
+    other, _ = service.start_conversation("en")
+    assert service.send(other, CHARGED).reply.text == SORRY
+    assert "taught" not in _bot(service, other).meta
+
+
 def test_no_grounded_candidate_within_the_margin_hands_off_with_the_details(make_service, replies):
     replies.scripts[CHARGED] = [(INVENTED, -0.50), (SORRY, -0.60)]
     service = make_service(replies, grounding_margin=0.05)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.text.taught import load_taught
 from training.sources import load_pairs, split_dev
 from training.train import TrainConfig, train
 
@@ -70,3 +71,10 @@ def test_one_taught_fact_is_learned_on_unseen_phrasings_without_leaking(tmp_path
     assert corrections["passed"] and corrections["interval"][0] > 0
     leak = next(c for c in report["checks"] if c["metric"] == "taught_answer_share")  # the gate looked for it
     assert leak["passed"] and leak["n"] == report["data"]["extra_eval_pairs"] + report["data"]["heldout_pairs"]
+    # The candidate keeps what it was taught beside its weights, the gate's held-out corrections left out
+    taught = load_taught(Path(report["training"]["model_dir"]))
+    held = {row["customer"] for row in report["metrics"]["candidate"]["corrections"]}
+    assert taught is not None and report["data"]["taught_answers"] == len(taught) == 6 and len(held) == 2
+    assert {e.question for e in taught.entries} == set(learning.FACTS[0].taught) - held
+    assert {e.answer for e in taught.entries} == {learning.FACTS[0].answer}
+    assert all(isinstance(e.conversation_id, int) for e in taught.entries)

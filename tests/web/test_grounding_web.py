@@ -151,3 +151,24 @@ def test_details_are_escaped_in_the_console():
                           None, [(f"{evil} at 12 pm", -0.5)], None, meta)
     assert "<img" not in transcript_rows([message])[0]["content"]
     assert candidate_rows(message) == [[1, f"{evil} at 12 pm", -0.5, f"{evil}, 12 pm"]]
+
+
+def test_a_taught_answer_says_which_question_taught_it_escaped():
+    from datetime import datetime, timezone
+
+    from chatbot.service.views import MessageView
+    from web.agent import candidate_rows, grounding_html, taught_note
+
+    evil = "<script>alert(1)</script> gift cards?"
+    meta = {"taught": {"question": evil, "similarity": 0.4108, "bonus": 0.0822}}
+    page = grounding_html(meta)
+    assert page.startswith('<div class="taught-note">') and "<script>" not in page and "&lt;script&gt;" in page
+    assert taught_note(meta) == f'Taught answer: an agent answered "{evil}" this way (similarity 0.41, +0.082 to ' \
+                                'its score).'
+    assert taught_note(None) == "" and taught_note({"taught": {}}) == ""
+    message = MessageView(7, 2, "bot", "Gift cards are valid for one year.", datetime.now(timezone.utc), "sent",
+                          0.5, None, None, [("Gift cards are valid for one year.", -0.23), ("We accept Visa.", -0.19)],
+                          None, meta)
+    assert [row[0] for row in candidate_rows(message)] == ["1 (taught)", 2]
+    flagged = {**meta, "grounding": {"picked": None, "ungrounded": ["12 pm"], "candidates": [["12 pm"], []]}}
+    assert 'class="ungrounded"' in grounding_html(flagged) and 'class="taught-note"' in grounding_html(flagged)
