@@ -26,7 +26,7 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "benchmarks":  # the train
 def main() -> None:
     from chatbot.service.generator import serving_generator
     from chatbot.settings import load_settings
-    from chatbot.text.taught import load_taught
+    from chatbot.text.taught import customer_side, load_taught
     from training.metrics import chrf
     from training.sources import load_pairs, spread
 
@@ -53,7 +53,7 @@ def main() -> None:
         if not pairs:
             print(f"{spec} | 0 (no data here)")
             continue
-        near = sum(bool(taught.nearest(next((t for r, t in reversed(p.context) if r == "customer"), ""), 1,
+        near = sum(bool(taught.nearest(customer_side(list(p.context)[-on.max_turns :]), 1,
                                        settings.taught_min_similarity)) for p in pairs)
         replies, times = {}, {}
         for generator in (off, on):  # warm both before timing either

@@ -61,12 +61,13 @@ class Settings(BaseSettings):
     quantize_int8: bool = Field(True, description="Serve with dynamically quantized int8 linear layers.")
     taught_weight: float = Field(0.2, ge=0, description="A candidate reply that agents taught (the model "
                                  "directory's taught.json, written by the nightly) gains this times the "
-                                 "similarity (0-1) of the customer's message to the closest question it was "
-                                 "taught for, in search-score units (0: off).")
+                                 "similarity (0-1) of the customer's words in the model's window to the "
+                                 "closest question it was taught for, in search-score units (0: off).")
     taught_proposals: int = Field(2, ge=0, description="Taught answers, closest first, that the model scores "
                                   "beside its own candidates when its search did not write them.")
-    taught_min_similarity: float = Field(0.2, ge=0, le=1, description="Taught questions less similar than "
-                                         "this to the customer's message neither propose nor support a reply.")
+    taught_min_similarity: float = Field(0.35, ge=0, le=1, description="Taught questions less similar than "
+                                         "this to the customer's words neither propose nor support a reply (at "
+                                         "0.2 a restaurant's \"their phone number\" got the support number).")
 
     # --- service ------------------------------------------------------------------------------------
     review_mode: Literal["auto", "draft"] = "auto"

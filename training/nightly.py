@@ -221,16 +221,13 @@ def _run(store: Any, settings: Settings, job_id: int, workdir: Path, full: bool,
 
 
 def taught_answers(corrections: Sequence[Pair], background: Sequence[Pair]) -> TaughtAnswers:
-    """The corrections as taught answers (the customer's last message, what the agent wrote), in export
-    order so that a later answer to the same question wins; idf also over ``background`` questions."""
-    from chatbot.text.taught import TaughtAnswers, TaughtEntry
+    """The corrections as taught answers (the customer's side of the context window, what the agent
+    wrote), in export order so that a later answer to the same question wins; idf also over ``background``."""
+    from chatbot.text.taught import TaughtAnswers, TaughtEntry, customer_side
 
-    def question(p: Pair) -> str:
-        return next((text for role, text in reversed(p.context) if role == "customer"), "")
-
-    entries = {_key(p): TaughtEntry(question(p), p.reply, p.language, p.meta.get("conversation_id"))
-               for p in corrections if question(p)}
-    return TaughtAnswers.build(entries.values(), [question(p) for p in background[:5000]])
+    entries = {_key(p): TaughtEntry(customer_side(p.context), p.reply, p.language, p.meta.get("conversation_id"))
+               for p in corrections if customer_side(p.context)}
+    return TaughtAnswers.build(entries.values(), [customer_side(p.context) for p in background[:5000]])
 
 
 def _key(pair: Pair) -> tuple[str, Any]:

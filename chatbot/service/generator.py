@@ -33,7 +33,7 @@ from chatbot.model.checkpoint import LoadedModel, load_checkpoint
 from chatbot.text.context import encode_context
 from chatbot.text.scripts import CJK_LANGUAGES
 from chatbot.text.special import SPEAKER_TOKENS
-from chatbot.text.taught import TaughtAnswers, answer_key, load_taught
+from chatbot.text.taught import TaughtAnswers, answer_key, customer_side, load_taught
 from chatbot.text.tokenize import SUPPORTED_LANGUAGES, detect_language, detokenize, tokenize
 from chatbot.text.vocab import SPECIAL_TOKENS, Vocab
 
@@ -80,7 +80,7 @@ class ReplyGenerator:
         taught: TaughtAnswers | None = None,
         taught_weight: float = 0.0,
         taught_proposals: int = 2,
-        taught_min_similarity: float = 0.2,
+        taught_min_similarity: float = 0.35,
     ) -> None:
         if config.bos_token_id != vocab.bos_id or config.eos_token_id != vocab.eos_id:
             raise ValueError(f"config BOS/EOS ids ({config.bos_token_id}, {config.eos_token_id}) do not match "
@@ -182,8 +182,7 @@ class ReplyGenerator:
                         for row, hyps in enumerate(results)]
             support: list[list[Any]] = [[None] * len(hyps) for hyps in results]
             if self.taught is not None:
-                questions = [next((text for role, text in reversed(turns) if role == "customer"), "")
-                             for turns in contexts]
+                questions = [customer_side(list(turns)[-self.max_turns :]) for turns in contexts]  # the model's window
                 results, texts_of, support = self._prefer_taught(
                     questions, languages, sources, examples, own_words, state, results, texts_of, return_attention,
                     batch.src_ids.device)
@@ -226,7 +225,7 @@ class ReplyGenerator:
                        results: list[list[Hypothesis]], texts_of: list[list[str]], return_attention: bool,
                        device: torch.device) -> tuple[list[list[Hypothesis]], list[list[str]], list[list[Any]]]:
         """Each request's candidates reordered by score plus ``taught_weight`` times the similarity of the
-        customer's message to the closest question an agent taught that candidate for.
+        customer's words (in the model's window) to the closest question an agent taught that candidate for.
 
         The closest taught answers the search did not write are scored by the model first, as the search
         would have (``score_replies``, every constraint applied), and compete like the rest: the model must

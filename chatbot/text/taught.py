@@ -37,7 +37,7 @@ _NOT_WORD = re.compile(r"[^\w]+")
 
 @dataclass(frozen=True)
 class TaughtEntry:
-    question: str  # the customer's message the agent answered
+    question: str  # the customer's side of the window the agent answered (customer_side)
     answer: str  # what the agent wrote
     language: str = "en"
     conversation_id: int | None = None  # erasure finds the customer's rows by it
@@ -56,6 +56,14 @@ def _grams(text: str) -> Counter[str]:
     words = _NOT_WORD.sub(" ", normalize(text).casefold()).strip()
     padded = f" {words} "
     return Counter(padded[i : i + n] for n in NGRAMS for i in range(len(padded) - n + 1))
+
+
+def customer_side(turns: Sequence[tuple[str, str]]) -> str:
+    """The customer's words of a conversation window, oldest first: what is compared with a taught question
+    (which is itself the customer's side of the window the agent corrected). A question asked inside another
+    task ("Find me an Italian restaurant ... Could you give me their phone number?") is then far from a taught
+    opener ("Give me your phone number."), while a greeting before a taught question changes little."""
+    return " ".join(text for role, text in turns if role == "customer")
 
 
 def answer_key(text: str) -> str:

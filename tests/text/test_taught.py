@@ -90,3 +90,22 @@ def test_erasure_removes_a_conversation_and_the_pieces_of_words_only_it_had():
     assert not any("xpi" in g for g in kept.idf) and not any("故" in g for g in kept.idf)
     assert any("gift" in g for g in kept.idf)  # still in "How long is a gift card valid?"
     assert kept.nearest("Is my gift card still valid?")[0].question == "How long is a gift card valid?"
+
+
+def test_the_customers_side_of_the_window_is_compared_so_a_question_inside_another_task_is_far():
+    from chatbot.text.taught import customer_side
+
+    taught = TaughtAnswers.build([TaughtEntry("Give me your phone number.", "Call us at 555-0199."),
+                                  TaughtEntry("Do you take credit cards?", PAY)], BACKGROUND)
+    restaurant = [("customer", "Find me an Italian restaurant in San Jose."),
+                  ("bot", "How about Il Fornaio? It is in San Jose."),
+                  ("customer", "Sounds good. Could you give me their phone number?")]
+    greeted = [("customer", "Hi there."), ("bot", "Hello, how can I help?"),
+               ("customer", "Could you give me your phone number?")]
+    assert customer_side(restaurant) == ("Find me an Italian restaurant in San Jose. Sounds good. Could you give "
+                                         "me their phone number?")
+    assert customer_side([("bot", "Hello")]) == ""
+    alone = taught.nearest(restaurant[-1][1], 1)[0].similarity
+    inside = taught.nearest(customer_side(restaurant), 1)[0].similarity
+    after_hello = taught.nearest(customer_side(greeted), 1)[0].similarity
+    assert inside < alone and inside < after_hello
