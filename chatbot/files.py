@@ -62,3 +62,20 @@ def write_private_text(path: str | os.PathLike[str], text: str) -> None:
     """``Path.write_text`` (UTF-8) with the file created 0600."""
     with open_private(path, "w") as fh:
         fh.write(text)
+
+
+def replace_private_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically replace ``path`` with an owner-only file holding ``text`` (UTF-8): a reader sees the old
+    file or the new one, never half of it, and the old inode (with its text) is unlinked."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -225,8 +225,8 @@ def taught_answers(corrections: Sequence[Pair], background: Sequence[Pair]) -> T
     wrote), in export order so that a later answer to the same question wins; idf also over ``background``."""
     from chatbot.text.taught import TaughtAnswers, TaughtEntry, customer_side
 
-    entries = {_key(p): TaughtEntry(customer_side(p.context), p.reply, p.language, p.meta.get("conversation_id"))
-               for p in corrections if customer_side(p.context)}
+    entries = {_key(p): TaughtEntry(question, p.reply, p.language, p.meta.get("conversation_id"))
+               for p in corrections if (question := customer_side(p.context))}
     return TaughtAnswers.build(entries.values(), [customer_side(p.context) for p in background[:5000]])
 
 

@@ -8,14 +8,13 @@ files (``*.jsonl``) and is listed with the models trained there. A file that no 
 as gone. Reports quote customers too (the gate's held-out corrections, each row with its
 ``conversation_id``): those rows leave the nightly ``report.json``/``report.md``, the jobs' reports and the
 registry's metrics; the models' ``taught.json`` (the corrections they were taught, chatbot.text.taught) lose
-the customer's entries in every nightly work directory. Also here: reclaiming the space of deleted rows, which otherwise keep the text on disk until the
-database reuses or vacuums the pages.
+the customer's entries in every nightly work directory. Also here: reclaiming the space of deleted rows,
+which otherwise keep the text on disk until the database reuses or vacuums the pages.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from chatbot.files import replace_private_text
 from chatbot.store.models import Job, ModelVersion, WrittenFile
 
 WRITTEN_KINDS = ("pairs", "nightly", "report")
@@ -123,19 +123,19 @@ def _scrub_report_files(workdir: Path, conversation_ids: set[int]) -> int:
     scrubbed, removed = scrub_rows(report, conversation_ids)
     if not removed:
         return 0
-    _write_private(report_json, json.dumps(scrubbed, indent=2, default=str))
+    replace_private_text(report_json, json.dumps(scrubbed, indent=2, default=str))
     report_md = workdir / "report.md"
     if report_md.is_file():
         starts = tuple(f"| {report_cell(r.get('customer', ''))} | {report_cell(r.get('agent', ''))} |"
                        for r in removed)
         lines = report_md.read_text(encoding="utf-8").splitlines(keepends=True)
-        _write_private(report_md, "".join(line for line in lines if not line.startswith(starts)))
+        replace_private_text(report_md, "".join(line for line in lines if not line.startswith(starts)))
     return len(removed)
 
 
 def _scrub_taught_files(workdir: Path, conversation_ids: set[int]) -> int:
     """The customer's questions out of every ``taught.json`` under ``workdir`` (chatbot.text.taught)."""
-    from chatbot.text.taught import TAUGHT_FILE, load_taught
+    from chatbot.text.taught import TAUGHT_FILE, load_taught, save_taught
 
     total = 0
     for path in sorted(workdir.rglob(TAUGHT_FILE)):
@@ -149,7 +149,7 @@ def _scrub_taught_files(workdir: Path, conversation_ids: set[int]) -> int:
             continue
         kept = taught.without(conversation_ids)
         if len(kept) < len(taught):
-            _write_private(path, json.dumps(kept.to_dict(), ensure_ascii=False))
+            save_taught(kept, path.parent)
             total += len(taught) - len(kept)
     return total
 
@@ -172,26 +172,15 @@ def _drop_lines(path: Path, conversation_ids: set[int], wanted_hash: str) -> int
                 dropped += 1
             else:
                 kept.append(line)
-    _write_private(path, "".join(kept))
+    replace_private_text(path, "".join(kept))
     manifest = path.with_name(path.name.removesuffix(".jsonl") + ".manifest.json")
     if manifest.exists():
         data = json.loads(manifest.read_text(encoding="utf-8"))
         data["customer_hashes"] = [h for h in data.get("customer_hashes") or [] if h != wanted_hash]
         data["pairs"] = len(kept)
         data["erased_lines"] = int(data.get("erased_lines") or 0) + dropped
-        _write_private(manifest, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        replace_private_text(manifest, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return dropped
-
-
-def _write_private(path: Path, content: str) -> None:
-    """Atomically replace ``path`` with an owner-only file (the old inode, and its text, is unlinked)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(content)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # Tables whose deleted rows held a customer's words or identity.

@@ -10,23 +10,23 @@ customer's message (cosine of character n-gram tf-idf vectors, which sees "gift 
 works for Chinese without a segmenter). Taught answers the search did not reach are proposed for the model
 to score (``chatbot.service.generator``), so the model still has to find them plausible in context.
 
-Pure text computation (no torch: erasure in the store layer rewrites these files) and one small JSON file (``taught.json`` in the model directory; every entry keeps its
-``conversation_id`` so that erasure can remove a customer's questions from it, see ``chatbot.store.files``).
+Pure text computation (no torch: erasure in the store layer rewrites these files) and one small JSON file
+(``taught.json`` in the model directory; every entry keeps its ``conversation_id`` so that erasure can
+remove a customer's questions from it, see ``chatbot.store.files``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from chatbot.files import replace_private_text
 from chatbot.text.tokenize import normalize
 
 TAUGHT_FILE = "taught.json"
@@ -79,7 +79,7 @@ class TaughtAnswers:
     def __init__(self, entries: Sequence[TaughtEntry], idf: dict[str, float], default_idf: float) -> None:
         self.entries = list(entries)
         self.idf, self.default_idf = idf, default_idf
-        self._answers = {answer_key(e.answer) for e in self.entries}
+        self._keys = [answer_key(e.answer) for e in self.entries]  # what a candidate reply is matched by
         # gram -> [(entry, weight)]: a message is compared with the questions sharing one of its n-grams only
         self._postings: dict[str, list[tuple[int, float]]] = {}
         for i, e in enumerate(self.entries):
@@ -112,9 +112,6 @@ class TaughtAnswers:
         norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
         return {g: v / norm for g, v in vector.items()}
 
-    def is_taught(self, reply: str) -> bool:
-        return answer_key(reply) in self._answers
-
     def matches(self, question: str, min_similarity: float = 0.0) -> dict[str, Match]:
         """Per taught answer (by ``answer_key``), its question closest to ``question``, if at least
         ``min_similarity`` (and above 0) similar."""
@@ -126,7 +123,7 @@ class TaughtAnswers:
                 similarity[i] = similarity.get(i, 0.0) + weight * other
         best: dict[str, Match] = {}
         for i, value in similarity.items():
-            entry, key = self.entries[i], answer_key(self.entries[i].answer)
+            entry, key = self.entries[i], self._keys[i]
             if value >= min_similarity and (key not in best or value > best[key].similarity):
                 best[key] = Match(entry.answer, min(value, 1.0), entry.question)
         return best
@@ -134,12 +131,6 @@ class TaughtAnswers:
     def nearest(self, question: str, limit: int = 3, min_similarity: float = 0.0) -> list[Match]:
         """The taught answers closest to ``question``, one per answer (its closest question), best first."""
         return sorted(self.matches(question, min_similarity).values(), key=lambda m: -m.similarity)[:limit]
-
-    def support(self, question: str, reply: str) -> Match | None:
-        """How strongly the agents taught ``reply`` for questions like ``question`` (None: never taught, or
-        taught only for questions that share nothing with it)."""
-        key = answer_key(reply)
-        return self.matches(question).get(key) if key in self._answers else None
 
     def without(self, conversation_ids: set[int]) -> TaughtAnswers:
         """Erasure: no entry of those conversations, and no n-gram in ``idf`` that only their questions had
@@ -164,15 +155,7 @@ class TaughtAnswers:
 def save_taught(taught: TaughtAnswers, model_dir: Path) -> Path:
     """Written atomically, owner-only: it quotes customers."""
     path = Path(model_dir) / TAUGHT_FILE
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".taught-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(taught.to_dict(), f, ensure_ascii=False)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_private_text(path, json.dumps(taught.to_dict(), ensure_ascii=False))
     return path
 
 

@@ -54,11 +54,13 @@ def test_unrelated_messages_reach_no_taught_answer_over_the_threshold():
 
 def test_support_says_which_question_taught_a_reply_as_the_model_spells_it():
     taught = memory()
-    match = taught.support("Will my gift card run out?", "gift cards are valid for one year from purchase .")
+    matches = taught.matches("Will my gift card run out?")
+    match = matches.get(answer_key("gift cards are valid for one year from purchase ."))
     assert match is not None and match.answer == GIFT and match.question in {"Do gift cards expire?",
                                                                               "How long is a gift card valid?"}
-    assert taught.support("Will my gift card run out?", "It ships today.") is None
-    assert taught.is_taught("WE ACCEPT VISA , MASTERCARD AND PAYPAL") and not taught.is_taught("We accept Visa.")
+    assert answer_key("It ships today.") not in matches
+    assert answer_key("WE ACCEPT VISA , MASTERCARD AND PAYPAL") in taught.matches("Do you take credit cards?")
+    assert answer_key("We accept Visa.") not in taught.matches("Do you take credit cards?")
     assert answer_key("Open 9-5!") == answer_key("open 9 5")
 
 
